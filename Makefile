@@ -1,0 +1,36 @@
+# Two commands for a fresh machine: `make serve` and `make test` (see README).
+PYTHON ?= python3
+VENV ?= .venv
+PORT ?= 3000
+BIN := $(VENV)/bin
+# Machines that keep the CPU build of torch on disk expose it through /opt/wheels.
+PIP := $(BIN)/python -m pip --disable-pip-version-check $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
+
+.PHONY: serve test lint bench stress lock clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# A stamp per install flavour: it is redone whenever the project or the pinned versions change.
+$(VENV)/.serve: pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP) install -q -c constraints.txt -e .
+	touch $@
+
+$(VENV)/.dev: pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP) install -q -c constraints.txt -e ".[train,test]"
+	touch $@ $(VENV)/.serve
+
+serve: $(VENV)/.serve
+	PORT=$(PORT) $(BIN)/bentoml serve service.service:Senpos --port $(PORT)
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check .
+
+test: lint
+	$(BIN)/pytest
+
+lock: $(VENV)/.dev
+	$(PIP) freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu/torch==\1/' > constraints.txt
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs the sentiment sweep on a GPU machine that has PyTorch but no spaCy/gensim: `prepare` ran
+# beforehand on a CPU machine and runs/sentiment/prepared travels with the tree.
+# Results land in $OUT (or ./runs/sentiment/device): logs/metrics of every config, and the chosen and the
+# most accurate checkpoints as tar parts under 16 MB (reassemble with `cat chosen.tar.part* | tar x`).
+set -euo pipefail
+out=${OUT:-runs/sentiment/device}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1
+nvidia-smi -L || true
+sweep=/tmp/senpos-sweep
+python3 -m training.sentiment.sweep --prepared runs/sentiment/prepared --out "$sweep" --threads 1 2>&1 | tee "$out/sweep_stdout.txt"
+cd "$sweep"
+tar czf "$out/runs.tar.gz" sweep.json */log.txt */metrics.json */training_curves.png
+chosen=$(python3 -c "import json; print(json.load(open('sweep.json'))['chosen'])")
+best=$(python3 -c "import json; r=json.load(open('sweep.json'))['results']; print(max((x for x in r if 'val_accuracy' in x), key=lambda x: x['val_accuracy'])['name'])")
+tar cf - "$chosen/checkpoint.pt" | split -b 15M - "$out/chosen.tar.part"
+if [ "$best" != "$chosen" ]; then tar cf - "$best/checkpoint.pt" | split -b 15M - "$out/best.tar.part"; fi
+ls -la "$out"

@@ -1,0 +1,75 @@
+"""Sentiment predictor: a model directory in, P(positive) out; onnxruntime only (no torch)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from senpos.runtime import ModelLoadError, length_buckets, make_session
+from senpos.text.english import tokenize, tokenize_many, truncate
+from senpos.text.vocab import Vocab
+
+FILES = ("model.onnx", "vocab.json", "config.json")
+
+
+def vocab_digest(vocab: Vocab) -> str:
+    """Stored in the ONNX metadata at export, so a mismatched vocabulary is caught at load."""
+    return hashlib.sha256("\n".join(vocab.itos).encode("utf-8")).hexdigest()
+
+
+class SentimentPredictor:
+    """Load `model_dir` (model.onnx, vocab.json, config.json) and score English texts."""
+
+    def __init__(self, model_dir: str | Path, threads: int = 0, provider: str | None = None, max_batch: int = 64):
+        self.model_dir = Path(model_dir)
+        for name in FILES:
+            if not (self.model_dir / name).is_file():
+                raise ModelLoadError(f"{self.model_dir / name}: required file is missing")
+        try:
+            self.config = json.loads((self.model_dir / "config.json").read_text(encoding="utf-8"))
+            self.max_tokens = int(self.config["preprocessing"]["max_tokens"])
+            self.head_tokens = int(self.config["preprocessing"]["head_tokens"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise ModelLoadError(f"{self.model_dir / 'config.json'}: invalid config ({e})") from e
+        try:
+            self.vocab = Vocab.load(self.model_dir / "vocab.json")
+        except ValueError as e:
+            raise ModelLoadError(str(e)) from e
+        self.session = make_session(self.model_dir / "model.onnx", threads=threads, want=provider)
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if meta.get("vocab_sha256") != vocab_digest(self.vocab):
+            raise ModelLoadError(
+                f"{self.model_dir / 'vocab.json'}: vocabulary does not match model.onnx "
+                f"({len(self.vocab)} entries; the model was exported with {meta.get('vocab_size', '?')})")
+        self.max_batch = max_batch
+        self.provider = self.session.get_providers()[0]
+
+    def encode(self, text: str) -> np.ndarray:
+        """Text -> truncated token ids: the CPU-side preprocessing, shared with training."""
+        return self._ids(tokenize(text))
+
+    def encode_many(self, texts: Sequence[str]) -> list[np.ndarray]:
+        return [self._ids(t) for t in tokenize_many(texts)]
+
+    def _ids(self, tokens: list[str]) -> np.ndarray:
+        ids = truncate(self.vocab.encode(tokens), self.max_tokens, self.head_tokens) or [1]  # empty -> <unk>
+        return np.asarray(ids, dtype=np.int64)
+
+    def predict_ids(self, seqs: Sequence[np.ndarray]) -> np.ndarray:
+        """Score encoded reviews in length-sorted batches; results in input order."""
+        out = np.empty(len(seqs), dtype=np.float32)
+        for batch in length_buckets([len(s) for s in seqs], self.max_batch):
+            lengths = np.array([len(seqs[i]) for i in batch], dtype=np.int64)
+            ids = np.zeros((len(batch), int(lengths.max())), dtype=np.int64)
+            for row, i in enumerate(batch):
+                ids[row, : lengths[row]] = seqs[i]
+            out[batch] = self.session.run(None, {"ids": ids, "lengths": lengths})[0]
+        return out
+
+    def predict(self, texts: Sequence[str]) -> np.ndarray:
+        """P(positive) for each text, in order."""
+        return self.predict_ids(self.encode_many(texts))

@@ -1,0 +1,1 @@
+"""Training pipelines: they read data, train with PyTorch, and write artifacts into models/."""

@@ -1,0 +1,89 @@
+"""CLI: python -m training.sentiment {prepare,train,export,evaluate,all} --help"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+from training.sentiment.data import IMDB_MD5, IMDB_URL
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "imdb"
+
+
+def _add_dataclass_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else None
+        kind = type(default) if default is not None else str
+        parser.add_argument("--" + f.name.replace("_", "-"), type=kind, default=default,
+                            help=f"(default: {default})")
+
+
+def _pick(args: argparse.Namespace, cls: type, **extra):
+    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}, **extra)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from training.sentiment.prepare import PrepareConfig
+    from training.sentiment.train import TrainConfig
+
+    parser = argparse.ArgumentParser(prog="python -m training.sentiment", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("prepare", help="tokenise, split 90/10, build the vocabulary, train word2vec")
+    p.add_argument("--out", type=Path, default=Path("runs/sentiment/prepared"))
+    p.add_argument("--download", action="store_true", help=f"fetch {IMDB_URL} (MD5-checked) first")
+    p.add_argument("--download-url", default=IMDB_URL, help=argparse.SUPPRESS)
+    p.add_argument("--download-dir", type=Path, default=Path("data"))
+    _add_dataclass_args(p, PrepareConfig, skip=("train",))
+    p.add_argument("--train", default=str(DEFAULT_DATA / "train.jsonl.gz"),
+                   help="labelled reviews: aclImdb dir, .tar.gz, .jsonl[.gz] or .csv")
+    p.set_defaults(unsup=str(DEFAULT_DATA / "unsup.jsonl.gz"))
+
+    t = sub.add_parser("train", help="train the BiLSTM on a prepared directory")
+    t.add_argument("--prepared", type=Path, default=Path("runs/sentiment/prepared"))
+    t.add_argument("--run", type=Path, default=Path("runs/sentiment/run"))
+    _add_dataclass_args(t, TrainConfig)
+
+    e = sub.add_parser("export", help="export a checkpoint to ONNX (with a parity check) as a model directory")
+    e.add_argument("--prepared", type=Path, default=Path("runs/sentiment/prepared"))
+    e.add_argument("--run", type=Path, default=Path("runs/sentiment/run"))
+    e.add_argument("--out", type=Path, default=Path("models/sentiment"))
+
+    v = sub.add_parser("evaluate", help="score a labelled file with an exported model directory")
+    v.add_argument("data", help="aclImdb dir, .tar.gz, .jsonl[.gz] or .csv")
+    v.add_argument("--split", default="test", help="split inside an aclImdb dir or tarball")
+    v.add_argument("--model", type=Path, default=Path("models/sentiment"))
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    if args.command == "prepare":
+        from training.download import download
+        from training.sentiment.prepare import prepare
+
+        if args.download:
+            tarball = download(args.download_url, args.download_dir / "aclImdb_v1.tar.gz", md5=IMDB_MD5)
+            args.train, args.unsup = str(tarball), str(tarball)
+        prepare(_pick(args, PrepareConfig), args.out)
+    elif args.command == "train":
+        from training.sentiment.train import train
+
+        metrics = train(args.prepared, args.run, _pick(args, TrainConfig))
+        print(json.dumps({k: metrics[k] for k in ("val_accuracy", "best_epoch", "parameters")}))
+    elif args.command == "export":
+        from training.sentiment.export import export
+
+        export(args.run, args.prepared, args.out)
+    elif args.command == "evaluate":
+        from training.sentiment.evaluate import evaluate_file
+
+        print(json.dumps(evaluate_file(args.data, args.model, split=args.split), indent=2))
+
+
+if __name__ == "__main__":
+    main()

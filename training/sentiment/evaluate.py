@@ -1,0 +1,41 @@
+"""Score a labelled file with an exported model directory (onnxruntime, the serving code path)."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+
+from senpos.sentiment import SentimentPredictor
+from training.sentiment.data import load_reviews
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """ECE over equal-width bins of the predicted label's confidence."""
+    pred = (probs >= 0.5).astype(int)
+    conf = np.where(pred == 1, probs, 1 - probs)
+    edges = np.linspace(0.5, 1.0, bins + 1)
+    ece = 0.0
+    for lo, hi in itertools.pairwise(edges):
+        in_bin = (conf > lo) & (conf <= hi) if lo > 0.5 else (conf >= lo) & (conf <= hi)
+        if in_bin.any():
+            ece += in_bin.mean() * abs((pred[in_bin] == labels[in_bin]).mean() - conf[in_bin].mean())
+    return float(ece)
+
+
+def score(probs: np.ndarray, labels: np.ndarray) -> dict:
+    p = np.clip(probs.astype(np.float64), 1e-7, 1 - 1e-7)
+    return {
+        "n": len(labels),
+        "accuracy": float(np.mean((probs >= 0.5) == labels)),
+        "log_loss": float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p))),
+        "ece": expected_calibration_error(probs, labels),
+    }
+
+
+def evaluate_file(data: str | Path, model_dir: str | Path, split: str = "test") -> dict:
+    reviews = load_reviews(data, split=split)
+    predictor = SentimentPredictor(model_dir)
+    probs = predictor.predict([r.text for r in reviews])
+    return {"data": str(data), "model": str(model_dir), **score(probs, np.array([r.label for r in reviews]))}

@@ -1,0 +1,172 @@
+"""Step 2 of 3: train the BiLSTM on a prepared directory; keep the best checkpoint by validation accuracy.
+
+Needs only torch and numpy (plus matplotlib for the curves), so it runs wherever PyTorch does, GPU or CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from senpos.text.english import truncate
+from training.sentiment.model import ModelConfig, SentimentBiLSTM
+from training.sentiment.prepare import load_prepared
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    max_tokens: int = 400
+    head_tokens: int = 100  # head+tail truncation: first 100 and last 300 tokens of a long review
+    hidden: int = 128
+    layers: int = 1
+    dropout: float = 0.5
+    pooling: str = "concat"
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    clip: float = 5.0
+    epochs: int = 10
+    patience: int = 2
+    seed: int = 13
+    device: str = "auto"
+    max_train: int = 0  # 0 = all; a small number makes a seconds-long smoke run
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+
+def make_batches(seqs: list[np.ndarray], batch_size: int, rng: random.Random | None) -> list[list[int]]:
+    """Length-bucketed batches: similar lengths together so little padding is computed.
+
+    With an rng the order is shuffled (training); without, it is deterministic (evaluation).
+    """
+    order = list(range(len(seqs)))
+    if rng is not None:
+        rng.shuffle(order)
+    chunk = batch_size * 50
+    batches = []
+    for start in range(0, len(order), chunk):
+        block = sorted(order[start : start + chunk], key=lambda i: len(seqs[i]))
+        batches += [block[i : i + batch_size] for i in range(0, len(block), batch_size)]
+    if rng is not None:
+        rng.shuffle(batches)
+    return batches
+
+
+def collate(seqs: list[np.ndarray], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    lengths = torch.tensor([max(1, len(s)) for s in seqs], dtype=torch.int64)
+    ids = torch.zeros(len(seqs), int(lengths.max()), dtype=torch.int64)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.from_numpy(s.astype(np.int64)) if len(s) else 1  # empty -> one <unk>
+    return ids.to(device), lengths.to(device)
+
+
+@torch.no_grad()
+def predict(model: SentimentBiLSTM, seqs: list[np.ndarray], device: torch.device, batch_size: int = 256) -> np.ndarray:
+    model.eval()
+    probs = np.zeros(len(seqs), dtype=np.float64)
+    for batch in make_batches(seqs, batch_size, rng=None):
+        ids, lengths = collate([seqs[i] for i in batch], device)
+        probs[batch] = model(ids, lengths).float().cpu().numpy()
+    return probs
+
+
+def train(prepared_dir: Path, run_dir: Path, cfg: TrainConfig) -> dict:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    seed_everything(cfg.seed)
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
+    data = load_prepared(prepared_dir)
+
+    def cut(seqs: list[np.ndarray]) -> list[np.ndarray]:
+        return [np.asarray(truncate(list(s), cfg.max_tokens, cfg.head_tokens), dtype=np.int64) for s in seqs]
+
+    train_x, train_y = data["train"]
+    if cfg.max_train:
+        train_x, train_y = train_x[: cfg.max_train], train_y[: cfg.max_train]
+    train_x, val_x, val_y = cut(train_x), cut(data["val"][0]), data["val"][1]
+    emb = torch.from_numpy(data["embeddings"])
+    mcfg = ModelConfig(vocab_size=emb.shape[0], embed_dim=emb.shape[1], hidden=cfg.hidden, layers=cfg.layers,
+                       dropout=cfg.dropout, pooling=cfg.pooling)
+    model = SentimentBiLSTM(mcfg)
+    model.embedding.weight.data.copy_(emb)
+    model.to(device)
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("device %s, %d parameters, %d train / %d val reviews", device, n_params, len(train_x), len(val_x))
+
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    loss_fn = nn.BCEWithLogitsLoss()
+    rng = random.Random(cfg.seed)
+    history, best, bad_epochs = [], -1.0, 0
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        t0, total, seen = time.time(), 0.0, 0
+        batches = make_batches(train_x, cfg.batch_size, rng)
+        for batch in tqdm(batches, desc=f"epoch {epoch}", leave=False, mininterval=5):
+            ids, lengths = collate([train_x[i] for i in batch], device)
+            target = torch.tensor(train_y[batch], dtype=torch.float32, device=device)
+            loss = loss_fn(model.logits(ids, lengths), target)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+            opt.step()
+            total += loss.item() * len(batch)
+            seen += len(batch)
+        probs = predict(model, val_x, device)
+        val_loss = float(-np.mean(val_y * np.log(probs + 1e-9) + (1 - val_y) * np.log(1 - probs + 1e-9)))
+        val_acc = float(np.mean((probs >= 0.5) == val_y))
+        history.append({"epoch": epoch, "train_loss": total / seen, "val_loss": val_loss, "val_accuracy": val_acc,
+                        "seconds": round(time.time() - t0, 1)})
+        log.info("epoch %d: train loss %.4f, val loss %.4f, val acc %.4f (%.0fs)", epoch, total / seen, val_loss,
+                 val_acc, time.time() - t0)
+        if val_acc > best:
+            best, bad_epochs = val_acc, 0
+            torch.save({"model_config": asdict(mcfg), "train_config": asdict(cfg), "state_dict": model.state_dict()},
+                       run_dir / "checkpoint.pt")
+        else:
+            bad_epochs += 1
+            if bad_epochs >= cfg.patience:
+                log.info("early stop: no validation gain for %d epochs", cfg.patience)
+                break
+    best_epoch = max(history, key=lambda h: h["val_accuracy"])
+    metrics = {"val_accuracy": best_epoch["val_accuracy"], "best_epoch": best_epoch["epoch"],
+               "parameters": n_params, "device": str(device), "train_reviews": len(train_x),
+               "val_reviews": len(val_x), "config": asdict(cfg), "history": history}
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    plot_curves(history, run_dir / "training_curves.png")
+    return metrics
+
+
+def plot_curves(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
+    a.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
+    a.plot(epochs, [h["val_loss"] for h in history], "o-", label="validation")
+    a.set(xlabel="epoch", ylabel="BCE loss", title="loss")
+    a.legend()
+    b.plot(epochs, [h["val_accuracy"] for h in history], "o-", color="C2")
+    b.set(xlabel="epoch", ylabel="accuracy", title="validation accuracy")
+    b.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
