@@ -8,8 +8,8 @@ out=${OUT:-runs/sentiment/device}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 nvidia-smi -L || true
-sweep=/tmp/senpos-sweep
-python3 -m training.sentiment.sweep --prepared runs/sentiment/prepared --out "$sweep" --threads 1 2>&1 | tee "$out/sweep_stdout.txt"
+sweep=${SWEEP_DIR:-/tmp/senpos-sweep}
+python3 -m training.sentiment.sweep --prepared "${PREPARED:-runs/sentiment/prepared}" --out "$sweep" --threads 1 --time-budget-s "${TIME_BUDGET_S:-300}" 2>&1 | tee "$out/sweep_stdout.txt"
 cd "$sweep"
 tar czf "$out/runs.tar.gz" sweep.json */log.txt */metrics.json */training_curves.png
 chosen=$(python3 -c "import json; print(json.load(open('sweep.json'))['chosen'])")

@@ -1,9 +1,7 @@
 """The BiLSTM sentiment classifier.
 
-Padding never leaks into a review's score, by construction: the backward direction is a forward LSTM
-run over each review reversed *within its own length* (padding stays at the end), so no state at a
-real token has seen padding in either direction; pooling masks padding out. This also exports to a
-plain ONNX LSTM with dynamic batch and sequence axes (no packed sequences needed).
+Padding never leaks into a review's score: the BiLSTM layers (training/layers.py) never let padding
+reach a real token's state, and pooling masks padding out.
 """
 
 from __future__ import annotations
@@ -12,6 +10,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from training.layers import MaskedBiLSTMLayer, gather_time, reverse_index
 
 
 @dataclass
@@ -22,29 +22,6 @@ class ModelConfig:
     layers: int = 1
     dropout: float = 0.5
     pooling: str = "concat"  # "concat": final states + masked max + masked mean; "last": final states only
-
-
-def reverse_index(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
-    """Index that reverses each row's first `length` positions and leaves its padding in place."""
-    t = torch.arange(max_len, device=lengths.device).unsqueeze(0)
-    n = lengths.unsqueeze(1)
-    return torch.where(t < n, n - 1 - t, t)
-
-
-def _gather_time(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    return x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.size(-1)))
-
-
-class MaskedBiLSTMLayer(nn.Module):
-    def __init__(self, input_size: int, hidden: int):
-        super().__init__()
-        self.fwd = nn.LSTM(input_size, hidden, batch_first=True)
-        self.bwd = nn.LSTM(input_size, hidden, batch_first=True)
-
-    def forward(self, x: torch.Tensor, rev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out_f, _ = self.fwd(x)
-        out_b, _ = self.bwd(_gather_time(x, rev))
-        return out_f, _gather_time(out_b, rev)  # backward outputs back in reading order
 
 
 class SentimentBiLSTM(nn.Module):
@@ -69,7 +46,7 @@ class SentimentBiLSTM(nn.Module):
             x = torch.cat([out_f, out_b], dim=-1)
             if i < len(self.layers) - 1:
                 x = self.dropout(x)
-        last = _gather_time(out_f, (lengths - 1).unsqueeze(1)).squeeze(1)  # forward state at the last token
+        last = gather_time(out_f, (lengths - 1).unsqueeze(1)).squeeze(1)  # forward state at the last token
         first = out_b[:, 0]  # backward state after reading the whole review
         feats = [last, first]
         if self.cfg.pooling == "concat":

@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-BASE = {"epochs": 15, "patience": 3, "seed": 13}
+BASE = {"epochs": 12, "patience": 2, "seed": 13}
 CONFIGS = {
     # The original tutorial's shape: 2 layers x 256, final states, head-only truncation.
     "tutorial_2x256_last_head400": {"layers": 2, "hidden": 256, "pooling": "last", "max_tokens": 400,
@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="names of configs to run (default: all)")
     parser.add_argument("--tolerance", type=float, default=0.003)
     parser.add_argument("--threads", type=int, default=2, help="CPU threads per training process")
+    parser.add_argument("--time-budget-s", type=float, default=0, help="per config: no new epoch after this")
     args = parser.parse_args()
 
     names = args.only or list(CONFIGS)
@@ -57,7 +58,7 @@ def main() -> None:
         run = args.out / name
         run.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "training.sentiment", "train", "--prepared", str(args.prepared), "--run", str(run)]
-        for key, value in {**BASE, **CONFIGS[name]}.items():
+        for key, value in {**BASE, "time_budget_s": args.time_budget_s, **CONFIGS[name]}.items():
             cmd += ["--" + key.replace("_", "-"), str(value)]
         with open(run / "log.txt", "w") as log:  # the child keeps its own copy of the descriptor
             procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)

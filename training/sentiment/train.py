@@ -18,6 +18,7 @@ from torch import nn
 from tqdm import tqdm
 
 from senpos.text.english import truncate
+from training.common import make_batches, pick_device, plot_curves, seed_everything
 from training.sentiment.model import ModelConfig, SentimentBiLSTM
 from training.sentiment.prepare import load_prepared
 
@@ -41,32 +42,7 @@ class TrainConfig:
     seed: int = 13
     device: str = "auto"
     max_train: int = 0  # 0 = all; a small number makes a seconds-long smoke run
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.backends.cudnn.deterministic = True
-    torch.backends.cudnn.benchmark = False
-
-
-def make_batches(seqs: list[np.ndarray], batch_size: int, rng: random.Random | None) -> list[list[int]]:
-    """Length-bucketed batches: similar lengths together so little padding is computed.
-
-    With an rng the order is shuffled (training); without, it is deterministic (evaluation).
-    """
-    order = list(range(len(seqs)))
-    if rng is not None:
-        rng.shuffle(order)
-    chunk = batch_size * 50
-    batches = []
-    for start in range(0, len(order), chunk):
-        block = sorted(order[start : start + chunk], key=lambda i: len(seqs[i]))
-        batches += [block[i : i + batch_size] for i in range(0, len(block), batch_size)]
-    if rng is not None:
-        rng.shuffle(batches)
-    return batches
+    time_budget_s: float = 0.0  # 0 = none; otherwise no new epoch starts after this many seconds
 
 
 def collate(seqs: list[np.ndarray], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,7 +57,7 @@ def collate(seqs: list[np.ndarray], device: torch.device) -> tuple[torch.Tensor,
 def predict(model: SentimentBiLSTM, seqs: list[np.ndarray], device: torch.device, batch_size: int = 256) -> np.ndarray:
     model.eval()
     probs = np.zeros(len(seqs), dtype=np.float64)
-    for batch in make_batches(seqs, batch_size, rng=None):
+    for batch in make_batches([len(s) for s in seqs], batch_size, rng=None):
         ids, lengths = collate([seqs[i] for i in batch], device)
         probs[batch] = model(ids, lengths).float().cpu().numpy()
     return probs
@@ -90,7 +66,7 @@ def predict(model: SentimentBiLSTM, seqs: list[np.ndarray], device: torch.device
 def train(prepared_dir: Path, run_dir: Path, cfg: TrainConfig) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
+    device = pick_device(cfg.device)
     data = load_prepared(prepared_dir)
 
     def cut(seqs: list[np.ndarray]) -> list[np.ndarray]:
@@ -112,11 +88,14 @@ def train(prepared_dir: Path, run_dir: Path, cfg: TrainConfig) -> dict:
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loss_fn = nn.BCEWithLogitsLoss()
     rng = random.Random(cfg.seed)
-    history, best, bad_epochs = [], -1.0, 0
+    history, best, bad_epochs, started = [], -1.0, 0, time.time()
     for epoch in range(1, cfg.epochs + 1):
+        if cfg.time_budget_s and time.time() - started > cfg.time_budget_s:
+            log.info("time budget of %.0fs spent: stopping before epoch %d", cfg.time_budget_s, epoch)
+            break
         model.train()
         t0, total, seen = time.time(), 0.0, 0
-        batches = make_batches(train_x, cfg.batch_size, rng)
+        batches = make_batches([len(s) for s in train_x], cfg.batch_size, rng)
         for batch in tqdm(batches, desc=f"epoch {epoch}", leave=False, mininterval=5):
             ids, lengths = collate([train_x[i] for i in batch], device)
             target = torch.tensor(train_y[batch], dtype=torch.float32, device=device)
@@ -148,25 +127,5 @@ def train(prepared_dir: Path, run_dir: Path, cfg: TrainConfig) -> dict:
                "parameters": n_params, "device": str(device), "train_reviews": len(train_x),
                "val_reviews": len(val_x), "config": asdict(cfg), "history": history}
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    plot_curves(history, run_dir / "training_curves.png")
+    plot_curves(history, run_dir / "training_curves.png", "val_accuracy", "accuracy")
     return metrics
-
-
-def plot_curves(history: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [h["epoch"] for h in history]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
-    a.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
-    a.plot(epochs, [h["val_loss"] for h in history], "o-", label="validation")
-    a.set(xlabel="epoch", ylabel="BCE loss", title="loss")
-    a.legend()
-    b.plot(epochs, [h["val_accuracy"] for h in history], "o-", color="C2")
-    b.set(xlabel="epoch", ylabel="accuracy", title="validation accuracy")
-    b.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)

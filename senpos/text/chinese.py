@@ -1,0 +1,93 @@
+"""Chinese text processing shared by POS training and serving: width folding, word keys, segmentation.
+
+Full-width ASCII (`１９９８年`, `ＩＭＦ`) is folded to half-width one character for one character, so
+every offset in the folded text is also an offset in the original: the words returned to users are
+always slices of what they sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+_FULL_TO_HALF = {c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)}
+_FULL_TO_HALF[0x3000] = 0x20  # ideographic space
+_DIGIT = re.compile(r"[0-9]")
+# The corpus writes dates as one word (１９９８年/t, １２月/t, ８日/t) but durations as two (３/m 年/q);
+# jieba splits both. A year has 2-4 digits, a month or day 1-2.
+_DATE_NUMBER = {"年": re.compile(r"[0-9]{2,4}"), "月": re.compile(r"[0-9]{1,2}"), "日": re.compile(r"[0-9]{1,2}")}
+# jieba yields non-Chinese punctuation one character at a time; the corpus keeps runs of dashes and
+# ellipses (——, ……) as one word.
+_RUNS = frozenset("—…")
+
+
+def fold_width(text: str) -> str:
+    """Full-width ASCII and the ideographic space -> half-width; length and offsets are unchanged."""
+    return text.translate(_FULL_TO_HALF)
+
+
+def word_key(word: str) -> str:
+    """The form a word is looked up by: width-folded, lowercased, every digit as 0 (`1998年` -> `0000年`)."""
+    return _DIGIT.sub("0", fold_width(word).lower())
+
+
+def char_keys(word: str) -> list[str]:
+    return list(word_key(word))
+
+
+def _merge_corpus_conventions(norm: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for start, end in spans:
+        if out and out[-1][1] == start:
+            prev = norm[out[-1][0] : start]
+            number = _DATE_NUMBER.get(norm[start:end])
+            run = norm[start:end] in _RUNS and set(prev) == {norm[start]}
+            if run or (number is not None and number.fullmatch(prev)):
+                out[-1] = (out[-1][0], end)
+                continue
+        out.append((start, end))
+    return out
+
+
+class Segmenter:
+    """Word segmentation with a dedicated jieba.Tokenizer (never jieba's global one).
+
+    `dictionary` is a jieba dictionary file (`word freq tag` lines), e.g. the one built from the
+    training corpus; None means jieba's default dictionary.
+    """
+
+    def __init__(self, dictionary: str | Path | None = None, hmm: bool = False, conventions: bool = True):
+        import jieba
+
+        jieba.setLogLevel(logging.WARNING)
+        if dictionary is not None and not Path(dictionary).is_file():
+            raise FileNotFoundError(f"{dictionary}: jieba dictionary not found")
+        self.tokenizer = jieba.Tokenizer(dictionary=str(dictionary) if dictionary else jieba.DEFAULT_DICT)
+        self.tokenizer.initialize()  # build the prefix dictionary now, not on the first request
+        self.hmm = hmm
+        self.conventions = conventions
+
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        """[start, end) character offsets of each word of `text`; whitespace is not a word."""
+        norm = fold_width(text)
+        spans, pos = [], 0
+        for piece in self.tokenizer.cut(norm, HMM=self.hmm):
+            start, pos = pos, pos + len(piece)
+            if piece.strip():
+                spans.append((start, pos))
+        if pos != len(norm):  # jieba's cut is lossless; if that ever changes, fail loudly
+            raise RuntimeError(f"segmentation lost characters: {len(norm)} in, {pos} out")
+        return _merge_corpus_conventions(norm, spans) if self.conventions else spans
+
+    def words(self, text: str) -> list[str]:
+        return [text[s:e] for s, e in self.spans(text)]
+
+
+def word_offsets(words: list[str]) -> list[tuple[int, int]]:
+    """Offsets of pre-segmented words in their concatenation."""
+    out, pos = [], 0
+    for w in words:
+        out.append((pos, pos + len(w)))
+        pos += len(w)
+    return out
