@@ -32,8 +32,11 @@ def word_key(word: str) -> str:
     return _DIGIT.sub("0", fold_width(word).lower())
 
 
+MAX_WORD_CHARS = 32  # the character CNN reads at most this many characters of a word (the corpus max is 26)
+
+
 def char_keys(word: str) -> list[str]:
-    return list(word_key(word))
+    return list(word_key(word))[:MAX_WORD_CHARS]
 
 
 def _merge_corpus_conventions(norm: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -3,28 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 from pathlib import Path
 
+from training.cli import add_dataclass_args, pick
 from training.sentiment.data import IMDB_MD5, IMDB_URL
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "imdb"
-
-
-def _add_dataclass_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
-    for f in dataclasses.fields(cls):
-        if f.name in skip:
-            continue
-        default = f.default if f.default is not dataclasses.MISSING else None
-        kind = type(default) if default is not None else str
-        parser.add_argument("--" + f.name.replace("_", "-"), type=kind, default=default,
-                            help=f"(default: {default})")
-
-
-def _pick(args: argparse.Namespace, cls: type, **extra):
-    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}, **extra)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -39,7 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--download", action="store_true", help=f"fetch {IMDB_URL} (MD5-checked) first")
     p.add_argument("--download-url", default=IMDB_URL, help=argparse.SUPPRESS)
     p.add_argument("--download-dir", type=Path, default=Path("data"))
-    _add_dataclass_args(p, PrepareConfig, skip=("train",))
+    add_dataclass_args(p, PrepareConfig, skip=("train",))
     p.add_argument("--train", default=str(DEFAULT_DATA / "train.jsonl.gz"),
                    help="labelled reviews: aclImdb dir, .tar.gz, .jsonl[.gz] or .csv")
     p.set_defaults(unsup=str(DEFAULT_DATA / "unsup.jsonl.gz"))
@@ -47,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     t = sub.add_parser("train", help="train the BiLSTM on a prepared directory")
     t.add_argument("--prepared", type=Path, default=Path("runs/sentiment/prepared"))
     t.add_argument("--run", type=Path, default=Path("runs/sentiment/run"))
-    _add_dataclass_args(t, TrainConfig)
+    add_dataclass_args(t, TrainConfig)
 
     e = sub.add_parser("export", help="export a checkpoint to ONNX (with a parity check) as a model directory")
     e.add_argument("--prepared", type=Path, default=Path("runs/sentiment/prepared"))
@@ -69,11 +55,11 @@ def main(argv: list[str] | None = None) -> None:
         if args.download:
             tarball = download(args.download_url, args.download_dir / "aclImdb_v1.tar.gz", md5=IMDB_MD5)
             args.train, args.unsup = str(tarball), str(tarball)
-        prepare(_pick(args, PrepareConfig), args.out)
+        prepare(pick(args, PrepareConfig), args.out)
     elif args.command == "train":
         from training.sentiment.train import train
 
-        metrics = train(args.prepared, args.run, _pick(args, TrainConfig))
+        metrics = train(args.prepared, args.run, pick(args, TrainConfig))
         print(json.dumps({k: metrics[k] for k in ("val_accuracy", "best_epoch", "parameters")}))
     elif args.command == "export":
         from training.sentiment.export import export

@@ -1,0 +1,127 @@
+"""POS tagger predictor: text -> jieba words (corpus dictionary) -> ONNX BiLSTM tags; onnxruntime only."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from senpos.pos_tags import to_upos
+from senpos.runtime import ModelLoadError, length_buckets, make_session
+from senpos.text.chinese import Segmenter, char_keys, word_key, word_offsets
+from senpos.text.vocab import Vocab
+
+FILES = ("model.onnx", "words.json", "chars.json", "tags.json", "jieba_dict.txt", "config.json")
+
+
+@dataclass
+class Tagged:
+    words: list[str]
+    tags: list[str]
+    offsets: list[tuple[int, int]]
+
+    def upos(self) -> list[str]:
+        return [to_upos(t) for t in self.tags]
+
+
+def vocab_digest(*vocabs: Vocab) -> str:
+    """Stored in the ONNX metadata at export, so mismatched vocabularies are caught at load."""
+    return hashlib.sha256("\x00".join("\n".join(v.itos) for v in vocabs).encode("utf-8")).hexdigest()
+
+
+def windows(n: int, size: int, context: int) -> list[tuple[int, int, int, int]]:
+    """Cut n words into windows of at most `size`; each word's tag comes from a window where it has
+    `context` words of context on both sides (except at the ends). Returns (start, end, keep_from, keep_to)."""
+    if n <= size:
+        return [(0, n, 0, n)]
+    step = size - 2 * context
+    out = []
+    for keep_from in range(0, n, step):
+        keep_to = min(n, keep_from + step)
+        start = max(0, keep_from - context)
+        end = min(n, start + size)
+        out.append((start, end, keep_from, keep_to))
+    return out
+
+
+class PosTagger:
+    """Load `model_dir` and tag raw texts (segmented here) or pre-segmented word lists (kept as given)."""
+
+    def __init__(self, model_dir: str | Path, threads: int = 0, provider: str | None = None, max_batch: int = 64):
+        self.model_dir = Path(model_dir)
+        for name in FILES:
+            if not (self.model_dir / name).is_file():
+                raise ModelLoadError(f"{self.model_dir / name}: required file is missing")
+        try:
+            self.config = json.loads((self.model_dir / "config.json").read_text(encoding="utf-8"))
+            self.tags = json.loads((self.model_dir / "tags.json").read_text(encoding="utf-8"))
+            seg = self.config["segmentation"]
+            self.max_words, self.context = int(self.config["max_words"]), int(self.config["window_context"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise ModelLoadError(f"{self.model_dir / 'config.json'}: invalid config ({e})") from e
+        try:
+            self.words = Vocab.load(self.model_dir / "words.json")
+            self.chars = Vocab.load(self.model_dir / "chars.json")
+        except ValueError as e:
+            raise ModelLoadError(str(e)) from e
+        self.session = make_session(self.model_dir / "model.onnx", threads=threads, want=provider)
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if meta.get("vocab_sha256") != vocab_digest(self.words, self.chars):
+            raise ModelLoadError(f"{self.model_dir}: words.json/chars.json do not match model.onnx")
+        if meta.get("tags") != json.dumps(self.tags):
+            raise ModelLoadError(f"{self.model_dir / 'tags.json'}: tags do not match model.onnx")
+        try:
+            self.segmenter = Segmenter(self.model_dir / "jieba_dict.txt", hmm=bool(seg["hmm"]),
+                                       conventions=bool(seg["conventions"]))
+        except Exception as e:  # jieba raises plain ValueErrors on malformed dictionary lines
+            raise ModelLoadError(f"{self.model_dir / 'jieba_dict.txt'}: cannot load ({e})") from e
+        self.max_batch = max_batch
+        self.provider = self.session.get_providers()[0]
+
+    def segment(self, item: str | Sequence[str]) -> tuple[list[str], list[tuple[int, int]]]:
+        """A raw text is segmented; a word list is kept exactly, offsets into its concatenation."""
+        if isinstance(item, str):
+            spans = self.segmenter.spans(item)
+            return [item[a:b] for a, b in spans], spans
+        words = list(item)
+        return words, word_offsets(words)
+
+    def encode(self, words: Sequence[str]) -> tuple[np.ndarray, list[np.ndarray]]:
+        return (np.asarray(self.words.encode(word_key(w) for w in words), dtype=np.int64),
+                [np.asarray(self.chars.encode(char_keys(w)) or [1], dtype=np.int64) for w in words])
+
+    def tag_encoded(self, encoded: Sequence[tuple[np.ndarray, list[np.ndarray]]]) -> list[list[str]]:
+        """Tags for encoded sentences, in order; long ones are windowed, all batched by length."""
+        pieces = []  # (sentence, start, end, keep_from, keep_to)
+        for s, (w, _) in enumerate(encoded):
+            pieces += [(s, *win) for win in windows(len(w), self.max_words, self.context)]
+        out = [np.zeros(len(w), dtype=np.int64) for w, _ in encoded]
+        for batch in length_buckets([p[2] - p[1] for p in pieces], self.max_batch):
+            lengths = np.array([pieces[i][2] - pieces[i][1] for i in batch], dtype=np.int64)
+            max_len = max(int(lengths.max()), 1)
+            max_chars = max((len(c) for i in batch for c in encoded[pieces[i][0]][1][pieces[i][1] : pieces[i][2]]),
+                            default=1)
+            words = np.zeros((len(batch), max_len), dtype=np.int64)
+            chars = np.zeros((len(batch), max_len, max_chars), dtype=np.int64)
+            for row, i in enumerate(batch):
+                s, start, end, _, _ = pieces[i]
+                words[row, : end - start] = encoded[s][0][start:end]
+                for j, c in enumerate(encoded[s][1][start:end]):
+                    chars[row, j, : len(c)] = c
+            if len(batch) and lengths.min() == 0:
+                lengths = np.maximum(lengths, 1)  # an empty sentence still runs; its tags are discarded
+            best = self.session.run(None, {"words": words, "chars": chars, "lengths": lengths})[0].argmax(-1)
+            for row, i in enumerate(batch):
+                s, start, _, keep_from, keep_to = pieces[i]
+                out[s][keep_from:keep_to] = best[row, keep_from - start : keep_to - start]
+        return [[self.tags[t] for t in ids] for ids in out]
+
+    def tag(self, items: Sequence[str | Sequence[str]]) -> list[Tagged]:
+        """Words, PFR tags and offsets for each text (or word list), in order."""
+        segmented = [self.segment(item) for item in items]
+        tags = self.tag_encoded([self.encode(words) for words, _ in segmented])
+        return [Tagged(words, t, offsets) for (words, offsets), t in zip(segmented, tags, strict=True)]

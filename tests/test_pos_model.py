@@ -1,0 +1,118 @@
+"""The tagger: padding invariance (PyTorch and ONNX), export parity, windowing, a seconds-long training run."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from senpos.pos import PosTagger, windows
+from senpos.runtime import ModelLoadError
+from training.pos.__main__ import main as cli
+from training.pos.export import export_onnx, parity_check, random_batch
+from training.pos.model import Tagger, TaggerConfig
+
+from .conftest import FIXTURES
+
+
+def _model(layers=1):
+    torch.manual_seed(0)
+    cfg = TaggerConfig(n_words=40, n_chars=30, n_tags=5, word_dim=8, char_dim=6, char_filters=7, hidden=6,
+                       layers=layers)
+    return Tagger(cfg).eval()
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_padding_and_batch_do_not_change_tags_in_pytorch(layers):
+    model = _model(layers)
+    rng = np.random.default_rng(0)
+    words, chars, lengths = random_batch(rng, model.cfg, [4, 60, 17])
+    with torch.no_grad():
+        batched = model(*map(torch.from_numpy, (words, chars, lengths)))[0, :4]
+        alone = model(*map(torch.from_numpy, (words[:1, :4], chars[:1, :4, :], lengths[:1])))[0]
+        # Fewer character columns (the batch's longest word decides them) must not matter either.
+        used = int((chars[0, :4] != 0).sum(-1).max())
+        narrow = model(*map(torch.from_numpy, (words[:1, :4], chars[:1, :4, :used].copy(), lengths[:1])))[0]
+    assert torch.allclose(batched, alone, atol=1e-5) and torch.allclose(narrow, alone, atol=1e-5)
+
+
+def test_export_parity_and_onnx_batch_invariance(tmp_path):
+    from senpos.runtime import make_session
+    from senpos.text.vocab import Vocab
+
+    model = _model()
+    words = Vocab(["<pad>", "<unk>"] + [f"w{i}" for i in range(38)])
+    chars = Vocab(["<pad>", "<unk>"] + [f"c{i}" for i in range(28)])
+    export_onnx(model, tmp_path / "m.onnx", words, chars, list("abcde"))
+    assert parity_check(model, tmp_path / "m.onnx") <= 1e-4
+    session = make_session(tmp_path / "m.onnx", threads=1, want="cpu")
+    rng = np.random.default_rng(3)
+    w, c, n = random_batch(rng, model.cfg, [5, 90, 33])
+    batched = session.run(None, {"words": w, "chars": c, "lengths": n})[0][0, :5]
+    alone = session.run(None, {"words": w[:1, :5], "chars": c[:1, :5], "lengths": n[:1]})[0][0]
+    assert np.abs(batched - alone).max() <= 1e-5
+
+
+def test_windows_tag_every_word_once():
+    for n in (0, 1, 150, 151, 659, 1000):
+        wins = windows(n, 150, 20)
+        kept = [i for _, _, a, b in wins for i in range(a, b)]
+        assert kept == list(range(n)), n
+        assert all(end - start <= 150 and start <= a and b <= end for start, end, a, b in wins)
+        assert all(a - start >= 20 or start == 0 for start, _, a, _ in wins)
+
+
+@pytest.fixture(scope="module")
+def tiny_pos_model(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pos")
+    data = str(FIXTURES / "pos_tiny.jsonl")
+    cli(["prepare", "--train", data, "--dev", data, "--out", str(root / "prep"), "--min-word-freq", "1",
+         "--embed-dim", "16", "--w2v-epochs", "2"])
+    cli(["train", "--prepared", str(root / "prep"), "--run", str(root / "run"), "--hidden", "16", "--epochs", "3",
+         "--char-filters", "8", "--batch-size", "4", "--max-words", "6"])
+    cli(["export", "--prepared", str(root / "prep"), "--run", str(root / "run"), "--out", str(root / "model")])
+    return root / "model"
+
+
+def test_tiny_training_run_yields_a_loadable_tagger(tiny_pos_model):
+    for name in ("model.onnx", "words.json", "chars.json", "tags.json", "jieba_dict.txt", "config.json",
+                 "metrics.json", "training_curves.png"):
+        assert (tiny_pos_model / name).is_file(), name
+    tagger = PosTagger(tiny_pos_model)
+    text = "我们在北京工作。" * 3  # longer than the 6-word windows
+    (result,) = tagger.tag([text])
+    assert "".join(result.words) == text and len(result.tags) == len(result.words)
+    assert all(text[a:b] == w for w, (a, b) in zip(result.words, result.offsets, strict=True))
+    assert set(result.tags) <= set(json.loads((tiny_pos_model / "tags.json").read_text()))
+
+
+def test_tagger_keeps_pre_segmented_words(tiny_pos_model):
+    tagger = PosTagger(tiny_pos_model)
+    words = ["我们", "热爱", "和平和", "。"]
+    (result,) = tagger.tag([words])
+    assert result.words == words and result.offsets == [(0, 2), (2, 4), (4, 7), (7, 8)]
+
+
+def test_tagger_is_batch_invariant(tiny_pos_model):
+    tagger = PosTagger(tiny_pos_model, max_batch=3)
+    item = "他在北京工作。"
+    alone = tagger.tag([item])[0]
+    crowd = tagger.tag(["今天下午三点开会。" * 9, item, ["好"], "中国经济发展迅速。" * 4])[1]
+    assert crowd == alone
+
+
+def test_tagger_start_up_errors_name_the_file(tiny_pos_model, tmp_path):
+    broken = tmp_path / "model"
+    shutil.copytree(tiny_pos_model, broken)
+    words = json.loads((broken / "words.json").read_text())
+    (broken / "words.json").write_text(json.dumps({"itos": words["itos"] + ["多余"]}, ensure_ascii=False))
+    with pytest.raises(ModelLoadError, match="do not match"):
+        PosTagger(broken)
+    shutil.copy(tiny_pos_model / "words.json", broken / "words.json")
+    (broken / "tags.json").write_text('["n"]')
+    with pytest.raises(ModelLoadError, match="tags.json"):
+        PosTagger(broken)
+    (broken / "jieba_dict.txt").unlink()
+    with pytest.raises(ModelLoadError, match="jieba_dict.txt.*missing"):
+        PosTagger(broken)

@@ -1,0 +1,69 @@
+"""CLI: python -m training.pos {prepare,train,export,evaluate} --help"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from training.cli import add_dataclass_args, pick
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "zh_pos" / "pfr1998_01"
+
+
+def main(argv: list[str] | None = None) -> None:
+    from training.pos.prepare import PrepareConfig
+    from training.pos.train import TrainConfig
+
+    parser = argparse.ArgumentParser(prog="python -m training.pos", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("prepare", help="vocabularies, word2vec, the corpus jieba dictionary")
+    p.add_argument("--out", type=Path, default=Path("runs/pos/prepared"))
+    add_dataclass_args(p, PrepareConfig, skip=("train", "dev"))
+    p.add_argument("--train", default=str(DEFAULT_DATA / "train.jsonl.gz"), help="JSONL[.gz], PFR .txt or .conllu")
+    p.add_argument("--dev", default=str(DEFAULT_DATA / "dev.jsonl.gz"))
+
+    t = sub.add_parser("train", help="train the tagger on a prepared directory")
+    t.add_argument("--prepared", type=Path, default=Path("runs/pos/prepared"))
+    t.add_argument("--run", type=Path, default=Path("runs/pos/run"))
+    add_dataclass_args(t, TrainConfig)
+
+    e = sub.add_parser("export", help="export a checkpoint to ONNX (with a parity check) as a model directory")
+    e.add_argument("--prepared", type=Path, default=Path("runs/pos/prepared"))
+    e.add_argument("--run", type=Path, default=Path("runs/pos/run"))
+    e.add_argument("--out", type=Path, default=Path("models/pos"))
+
+    v = sub.add_parser("evaluate", help="token accuracy, segmentation F1 and seg+POS F1 of a model directory")
+    v.add_argument("data", nargs="?", default=str(DEFAULT_DATA / "dev.jsonl.gz"))
+    v.add_argument("--model", type=Path, default=Path("models/pos"))
+    v.add_argument("--baseline", action="store_true", help="also score jieba.posseg and compare throughput")
+    v.add_argument("--out", type=Path, help="write the result JSON here too")
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "prepare":
+        from training.pos.prepare import prepare
+
+        prepare(pick(args, PrepareConfig), args.out)
+    elif args.command == "train":
+        from training.pos.train import train
+
+        metrics = train(args.prepared, args.run, pick(args, TrainConfig))
+        print(json.dumps({k: metrics[k] for k in ("dev_token_accuracy", "best_epoch", "parameters")}))
+    elif args.command == "export":
+        from training.pos.export import export
+
+        export(args.run, args.prepared, args.out)
+    elif args.command == "evaluate":
+        from training.pos.evaluate import evaluate_file
+
+        result = evaluate_file(args.data, args.model, baseline=args.baseline)
+        if args.out:
+            args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False))
+        print(json.dumps(result, indent=2, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()

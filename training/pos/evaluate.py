@@ -1,0 +1,101 @@
+"""Dev figures of a POS model directory through onnxruntime (the serving code path):
+token accuracy with gold segmentation, and from raw text segmentation F1 and seg+POS F1 (word spans),
+optionally next to jieba.posseg with its default dictionary, plus throughput of both in chars/s.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from senpos.pos import PosTagger
+from senpos.pos_tags import CORPUS_ERRATA
+from senpos.text.chinese import word_key, word_offsets
+from training.pos.data import Sentence, load_sentences
+
+# jieba.posseg's tag names -> PFR (see ../shared/data/zh_pos/pfr1998_01/SOURCE.md, "Caveats")
+JIEBA_TO_PFR = {
+    "ag": "Ag", "bg": "Bg", "dg": "Dg", "mg": "Mg", "ng": "Ng", "rg": "Rg", "tg": "Tg", "vg": "Vg", "yg": "Yg",
+    "g": "Ng", "uj": "u", "ul": "u", "uz": "u", "ug": "u", "ud": "u", "uv": "u", "eng": "nx", "x": "w",
+    "nrt": "nr", "nrfg": "nr", "mq": "m", "df": "d", "qe": "q", "qg": "q", "rr": "r", "rz": "r", "vi": "v",
+    "vq": "v", "zg": "z",
+}
+
+
+def span_f1(gold: Iterable[set], pred: Iterable[set]) -> float:
+    tp = n_gold = n_pred = 0
+    for g, p in zip(gold, pred, strict=True):
+        tp += len(g & p)
+        n_gold += len(g)
+        n_pred += len(p)
+    precision, recall = tp / max(n_pred, 1), tp / max(n_gold, 1)
+    return 2 * precision * recall / max(precision + recall, 1e-12)
+
+
+def _gold(sentences: list[Sentence]) -> tuple[list[set], list[set]]:
+    spans = [set(word_offsets(list(s.words))) for s in sentences]
+    tagged = [{(a, b, t) for (a, b), t in zip(word_offsets(list(s.words)), s.tags, strict=True)} for s in sentences]
+    return spans, tagged
+
+
+def _scores(gold: list[Sentence], pred: list[tuple[list[tuple[int, int]], list[str]]]) -> dict:
+    gold_spans, gold_tagged = _gold(gold)
+    pred_spans = [set(offsets) for offsets, _ in pred]
+    pred_tagged = [{(a, b, t) for (a, b), t in zip(offsets, tags, strict=True)} for offsets, tags in pred]
+    return {"segmentation_f1": span_f1(gold_spans, pred_spans), "seg_pos_f1": span_f1(gold_tagged, pred_tagged)}
+
+
+def jieba_posseg(texts: list[str]) -> tuple[list[tuple[list[tuple[int, int]], list[str]]], float]:
+    """jieba.posseg with its default dictionary (a dedicated tokenizer); returns predictions and seconds."""
+    import jieba
+    import jieba.posseg
+
+    tokenizer = jieba.posseg.POSTokenizer(jieba.Tokenizer())
+    tokenizer.tokenizer.initialize()
+    start = time.perf_counter()
+    raw = [list(tokenizer.cut(t)) for t in texts]
+    seconds = time.perf_counter() - start
+    out = []
+    for text, pairs in zip(texts, raw, strict=True):
+        offsets, tags, pos = [], [], 0
+        for p in pairs:
+            if p.word.strip():
+                offsets.append((pos, pos + len(p.word)))
+                tags.append(JIEBA_TO_PFR.get(p.flag, p.flag))
+            pos += len(p.word)
+        assert pos == len(text)
+        out.append((offsets, tags))
+    return out, seconds
+
+
+def evaluate_file(data: str | Path, model_dir: str | Path, baseline: bool = False) -> dict:
+    sentences = [Sentence(s.words, tuple(CORPUS_ERRATA.get(t, t) for t in s.tags)) for s in load_sentences(data)]
+    texts = ["".join(s.words) for s in sentences]
+    tagger = PosTagger(model_dir)
+
+    gold_seg = tagger.tag([list(s.words) for s in sentences])
+    correct = sum(p == g for r, s in zip(gold_seg, sentences, strict=True) for p, g in zip(r.tags, s.tags, strict=True))
+    total = sum(len(s.words) for s in sentences)
+    # Out-of-vocabulary words: the character CNN's job.
+    oov = [(p, g) for r, s in zip(gold_seg, sentences, strict=True) for w, p, g in zip(s.words, r.tags, s.tags,
+           strict=True) if tagger.words.encode([word_key(w)])[0] == 1]
+
+    start = time.perf_counter()
+    raw = tagger.tag(texts)
+    seconds = time.perf_counter() - start
+    n_chars = sum(map(len, texts))
+    result = {
+        "data": str(data), "model": str(model_dir), "sentences": len(sentences), "tokens": total,
+        "token_accuracy_gold_segmentation": correct / total,
+        "oov_tokens": len(oov), "oov_token_accuracy": sum(p == g for p, g in oov) / max(len(oov), 1),
+        "end_to_end": _scores(sentences, [(r.offsets, r.tags) for r in raw]),
+        "throughput_chars_per_s": {"senpos": n_chars / seconds},
+        "provider": tagger.provider,
+    }
+    if baseline:
+        pred, jieba_seconds = jieba_posseg(texts)
+        result["jieba_posseg_default_dict"] = _scores(sentences, pred)
+        result["throughput_chars_per_s"]["jieba_posseg"] = n_chars / jieba_seconds
+        result["throughput_chars_per_s"]["ratio"] = jieba_seconds / seconds
+    return result

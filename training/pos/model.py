@@ -1,0 +1,66 @@
+"""The POS tagger: word embedding (word2vec init) + a character CNN per word -> BiLSTM -> tag scores.
+
+The character CNN gives new words (common in Chinese) sensible features from their characters.
+A sentence's tags never depend on its batch: the BiLSTM layers never let padding reach a real word
+(training/layers.py), and the CNN's max-pool only looks at each word's own character positions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from training.layers import MaskedBiLSTMLayer, reverse_index
+
+
+@dataclass
+class TaggerConfig:
+    n_words: int
+    n_chars: int
+    n_tags: int
+    word_dim: int = 100
+    char_dim: int = 50
+    char_filters: int = 100
+    char_width: int = 3
+    hidden: int = 200
+    layers: int = 1
+    dropout: float = 0.33
+
+
+class CharCNN(nn.Module):
+    def __init__(self, n_chars: int, dim: int, filters: int, width: int):
+        super().__init__()
+        self.embedding = nn.Embedding(n_chars, dim, padding_idx=0)
+        self.conv = nn.Conv1d(dim, filters, width, padding=width // 2)
+
+    def forward(self, chars: torch.Tensor) -> torch.Tensor:
+        """chars (batch, words, max_chars) -> (batch, words, filters)."""
+        b, w, c = chars.shape
+        flat = chars.reshape(b * w, c)
+        x = self.conv(self.embedding(flat).transpose(1, 2))  # (b*w, filters, c)
+        x = torch.relu(x).masked_fill((flat == 0).unsqueeze(1), -1e4)  # only the word's own characters
+        return x.max(dim=2).values.reshape(b, w, -1)
+
+
+class Tagger(nn.Module):
+    """words (batch, time), chars (batch, time, max_chars), lengths (batch,) -> tag scores (batch, time, tags)."""
+
+    def __init__(self, cfg: TaggerConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.word_embedding = nn.Embedding(cfg.n_words, cfg.word_dim, padding_idx=0)
+        self.chars = CharCNN(cfg.n_chars, cfg.char_dim, cfg.char_filters, cfg.char_width)
+        sizes = [cfg.word_dim + cfg.char_filters] + [2 * cfg.hidden] * (cfg.layers - 1)
+        self.layers = nn.ModuleList(MaskedBiLSTMLayer(s, cfg.hidden) for s in sizes)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.out = nn.Linear(2 * cfg.hidden, cfg.n_tags)
+
+    def forward(self, words: torch.Tensor, chars: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        rev = reverse_index(lengths, words.size(1))
+        x = self.dropout(torch.cat([self.word_embedding(words), self.chars(chars)], dim=-1))
+        for layer in self.layers:
+            out_f, out_b = layer(x, rev)
+            x = self.dropout(torch.cat([out_f, out_b], dim=-1))
+        return self.out(x)

@@ -1,0 +1,147 @@
+"""Step 2 of 3: train the tagger on a prepared directory; keep the best checkpoint by dev token accuracy.
+
+Needs only torch and numpy (plus matplotlib for the curves), so it runs wherever PyTorch does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from training.common import make_batches, pick_device, plot_curves, seed_everything
+from training.pos.model import Tagger, TaggerConfig
+from training.pos.prepare import load_prepared
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    hidden: int = 200
+    layers: int = 1
+    char_dim: int = 50
+    char_filters: int = 100
+    dropout: float = 0.33
+    word_dropout: float = 0.05  # replace known words by <unk> at this rate so <unk> learns from characters
+    max_words: int = 150  # training windows; serving windows longer inputs the same way
+    batch_size: int = 32
+    lr: float = 2e-3
+    clip: float = 5.0
+    epochs: int = 12
+    patience: int = 2
+    seed: int = 13
+    device: str = "auto"
+    max_train: int = 0
+    time_budget_s: float = 0.0
+
+
+Example = tuple[np.ndarray, list[np.ndarray], np.ndarray]
+
+
+def windows(sents: list[Example], max_words: int) -> list[Example]:
+    out = []
+    for w, c, t in sents:
+        for a in range(0, len(w), max_words):
+            out.append((w[a : a + max_words], c[a : a + max_words], t[a : a + max_words]))
+    return out
+
+
+def collate(batch: list[Example], device: torch.device, word_dropout: float = 0.0, rng=None):
+    lengths = torch.tensor([len(w) for w, _, _ in batch], dtype=torch.int64)
+    max_chars = max(len(ch) for _, c, _ in batch for ch in c)
+    words = torch.zeros(len(batch), int(lengths.max()), dtype=torch.int64)
+    chars = torch.zeros(len(batch), int(lengths.max()), max_chars, dtype=torch.int64)
+    tags = torch.full((len(batch), int(lengths.max())), -100, dtype=torch.int64)
+    for i, (w, c, t) in enumerate(batch):
+        w = torch.from_numpy(w)
+        if word_dropout and rng is not None:
+            w = torch.where(torch.from_numpy(rng.random(len(w)) < word_dropout), torch.ones_like(w), w)
+        words[i, : len(w)] = w
+        tags[i, : len(t)] = torch.from_numpy(t)
+        for j, ch in enumerate(c):
+            chars[i, j, : len(ch)] = torch.from_numpy(ch)
+    return words.to(device), chars.to(device), lengths.to(device), tags.to(device)
+
+
+@torch.no_grad()
+def evaluate(model: Tagger, sents: list[Example], device: torch.device, batch_size: int = 128) -> tuple[float, float]:
+    """(token accuracy, mean loss) on `sents` (already windowed)."""
+    model.eval()
+    correct = total = 0
+    loss_sum = 0.0
+    for batch in make_batches([len(s[0]) for s in sents], batch_size, rng=None):
+        words, chars, lengths, tags = collate([sents[i] for i in batch], device)
+        scores = model(words, chars, lengths)
+        mask = tags != -100
+        correct += int((scores.argmax(-1) == tags)[mask].sum())
+        total += int(mask.sum())
+        loss_sum += float(nn.functional.cross_entropy(scores[mask], tags[mask], reduction="sum"))
+    return correct / total, loss_sum / total
+
+
+def train(prepared_dir: Path, run_dir: Path, cfg: TrainConfig) -> dict:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    seed_everything(cfg.seed)
+    device = pick_device(cfg.device)
+    data = load_prepared(prepared_dir)
+    train_set = windows(data["train"][: cfg.max_train or None], cfg.max_words)
+    dev_set = windows(data["dev"], cfg.max_words)
+    emb = torch.from_numpy(data["embeddings"])
+    mcfg = TaggerConfig(n_words=emb.shape[0], n_chars=data["n_chars"], n_tags=len(data["tags"]), word_dim=emb.shape[1],
+                        char_dim=cfg.char_dim, char_filters=cfg.char_filters, hidden=cfg.hidden, layers=cfg.layers, dropout=cfg.dropout)
+    model = Tagger(mcfg)
+    model.word_embedding.weight.data.copy_(emb)
+    model.to(device)
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("device %s, %d parameters, %d train / %d dev windows", device, n_params, len(train_set), len(dev_set))
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    loss_fn = nn.CrossEntropyLoss(ignore_index=-100)
+    rng, np_rng = random.Random(cfg.seed), np.random.default_rng(cfg.seed)
+    history, best, bad, started = [], -1.0, 0, time.time()
+    for epoch in range(1, cfg.epochs + 1):
+        if cfg.time_budget_s and time.time() - started > cfg.time_budget_s:
+            log.info("time budget of %.0fs spent: stopping before epoch %d", cfg.time_budget_s, epoch)
+            break
+        model.train()
+        t0, total, seen = time.time(), 0.0, 0
+        for batch in tqdm(make_batches([len(s[0]) for s in train_set], cfg.batch_size, rng), desc=f"epoch {epoch}",
+                          leave=False, mininterval=5):
+            words, chars, lengths, tags = collate([train_set[i] for i in batch], device, cfg.word_dropout, np_rng)
+            scores = model(words, chars, lengths)
+            loss = loss_fn(scores.reshape(-1, scores.size(-1)), tags.reshape(-1))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+            opt.step()
+            n = int((tags != -100).sum())
+            total += loss.item() * n
+            seen += n
+        acc, dev_loss = evaluate(model, dev_set, device)
+        history.append({"epoch": epoch, "train_loss": total / seen, "val_loss": dev_loss, "dev_accuracy": acc,
+                        "seconds": round(time.time() - t0, 1)})
+        log.info("epoch %d: train loss %.4f, dev loss %.4f, dev token acc %.4f (%.0fs)", epoch, total / seen, dev_loss,
+                 acc, time.time() - t0)
+        if acc > best:
+            best, bad = acc, 0
+            torch.save({"model_config": asdict(mcfg), "train_config": asdict(cfg), "tags": data["tags"],
+                        "state_dict": model.state_dict()}, run_dir / "checkpoint.pt")
+        else:
+            bad += 1
+            if bad >= cfg.patience:
+                log.info("early stop: no dev gain for %d epochs", cfg.patience)
+                break
+    best_epoch = max(history, key=lambda h: h["dev_accuracy"])
+    metrics = {"dev_token_accuracy": best_epoch["dev_accuracy"], "best_epoch": best_epoch["epoch"],
+               "parameters": n_params, "device": str(device), "config": asdict(cfg), "history": history}
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    plot_curves(history, run_dir / "training_curves.png", "dev_accuracy", "token accuracy")
+    return metrics
