@@ -97,7 +97,8 @@ def train(prepared_dir: Path, run_dir: Path, cfg: TrainConfig) -> dict:
     dev_set = windows(data["dev"], cfg.max_words)
     emb = torch.from_numpy(data["embeddings"])
     mcfg = TaggerConfig(n_words=emb.shape[0], n_chars=data["n_chars"], n_tags=len(data["tags"]), word_dim=emb.shape[1],
-                        char_dim=cfg.char_dim, char_filters=cfg.char_filters, hidden=cfg.hidden, layers=cfg.layers, dropout=cfg.dropout)
+                        char_dim=cfg.char_dim, char_filters=cfg.char_filters, hidden=cfg.hidden, layers=cfg.layers,
+                        dropout=cfg.dropout)
     model = Tagger(mcfg)
     model.word_embedding.weight.data.copy_(emb)
     model.to(device)
