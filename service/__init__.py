@@ -1,0 +1,1 @@
+"""The BentoML service: `service.py` defines the HTTP API; the rest of this package supports it."""

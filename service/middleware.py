@@ -1,0 +1,108 @@
+"""ASGI middleware: a request body size limit (413) and Retry-After on load-shedding answers (503/429)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+Scope = dict[str, Any]
+
+
+async def _reply(send, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    body = json.dumps({"error": message}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *(headers or [])]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodyLimitMiddleware:
+    """Refuse bodies over `max_bytes` with 413: by Content-Length when given, else while reading.
+
+    The body is read here in full (the JSON APIs need all of it anyway) and replayed to the app, so an
+    oversized body never reaches the app, whose error handling would turn it into a 500.
+    """
+
+    def __init__(self, app, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive, send) -> None:
+        if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS"):
+            return await self.app(scope, receive, send)
+        too_big = f"request body is larger than the limit of {self.max_bytes} bytes (SENPOS_MAX_BODY_BYTES)"
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None:
+            try:
+                if int(length) > self.max_bytes:
+                    return await _reply(send, 413, too_big)
+            except ValueError:
+                return await _reply(send, 400, "invalid Content-Length header")
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                return await _reply(send, 413, too_big)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body, replayed = b"".join(chunks), False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+class RetryAfterMiddleware:
+    """Load shedding answers (503 from the batcher, 429 from the concurrency limit) tell clients when to retry."""
+
+    def __init__(self, app, seconds: int = 1):
+        self.app = app
+        self.value = str(seconds).encode()
+
+    async def __call__(self, scope: Scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def with_retry_after(message):
+            if message["type"] == "http.response.start" and message["status"] in (429, 503):
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"retry-after"]
+                message = {**message, "headers": [*headers, (b"retry-after", self.value)]}
+            await send(message)
+
+        await self.app(scope, receive, with_retry_after)
+
+
+def docs_app(openapi_spec):
+    """`/docs`: the Swagger UI that BentoML serves at `/`, with the OpenAPI document at `/docs/docs.json`.
+
+    Mounted under /docs, so the page's relative asset links are made absolute.
+    """
+    from pathlib import Path
+
+    import _bentoml_impl.server as bentoml_server
+
+    page = (Path(bentoml_server.__file__).parent / "main-openapi.html").read_text(encoding="utf-8")
+    page_bytes = page.replace("./static_content/", "/static_content/").encode()
+
+    async def app(scope: Scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"].endswith("docs.json"):
+            body, kind = json.dumps(openapi_spec().asdict()).encode(), b"application/json"
+        else:
+            body, kind = page_bytes, b"text/html; charset=utf-8"
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", kind), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    return app
