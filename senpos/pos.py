@@ -12,10 +12,11 @@ import numpy as np
 
 from senpos.pos_tags import to_upos
 from senpos.runtime import ModelLoadError, length_buckets, make_session
-from senpos.text.chinese import Segmenter, char_keys, word_key, word_offsets
+from senpos.text.chinese import Lexicon, Segmenter, char_keys, word_key, word_offsets
 from senpos.text.vocab import Vocab
 
-FILES = ("model.onnx", "words.json", "chars.json", "tags.json", "jieba_dict.txt", "config.json")
+Encoded = tuple[np.ndarray, list[np.ndarray], np.ndarray]  # word ids, char ids per word, lexicon ids
+FILES = ("model.onnx", "words.json", "chars.json", "tags.json", "lexicon_tags.json", "jieba_dict.txt", "config.json")
 
 
 @dataclass
@@ -59,6 +60,7 @@ class PosTagger:
         try:
             self.config = json.loads((self.model_dir / "config.json").read_text(encoding="utf-8"))
             self.tags = json.loads((self.model_dir / "tags.json").read_text(encoding="utf-8"))
+            lexicon_tags = json.loads((self.model_dir / "lexicon_tags.json").read_text(encoding="utf-8"))
             seg = self.config["segmentation"]
             self.max_words, self.context = int(self.config["max_words"]), int(self.config["window_context"])
         except (ValueError, KeyError, TypeError) as e:
@@ -74,6 +76,10 @@ class PosTagger:
             raise ModelLoadError(f"{self.model_dir}: words.json/chars.json do not match model.onnx")
         if meta.get("tags") != json.dumps(self.tags):
             raise ModelLoadError(f"{self.model_dir / 'tags.json'}: tags do not match model.onnx")
+        if meta.get("lexicon_tags", "[]") != json.dumps(lexicon_tags):
+            raise ModelLoadError(f"{self.model_dir / 'lexicon_tags.json'}: lexicon tags do not match model.onnx")
+        self.inputs = [i.name for i in self.session.get_inputs()]
+        self.lexicon = Lexicon(lexicon_tags) if "lex" in self.inputs else None
         try:
             self.segmenter = Segmenter(self.model_dir / "jieba_dict.txt", hmm=bool(seg["hmm"]),
                                        conventions=bool(seg["conventions"]))
@@ -90,31 +96,37 @@ class PosTagger:
         words = list(item)
         return words, word_offsets(words)
 
-    def encode(self, words: Sequence[str]) -> tuple[np.ndarray, list[np.ndarray]]:
+    def encode(self, words: Sequence[str]) -> Encoded:
+        """Words -> (word ids, character ids per word, lexicon ids): the tagger's CPU-side preprocessing."""
+        lex = self.lexicon.encode(words) if self.lexicon else [0] * len(words)
         return (np.asarray(self.words.encode(word_key(w) for w in words), dtype=np.int64),
-                [np.asarray(self.chars.encode(char_keys(w)) or [1], dtype=np.int64) for w in words])
+                [np.asarray(self.chars.encode(char_keys(w)) or [1], dtype=np.int64) for w in words],
+                np.asarray(lex, dtype=np.int64))
 
-    def tag_encoded(self, encoded: Sequence[tuple[np.ndarray, list[np.ndarray]]]) -> list[list[str]]:
+    def tag_encoded(self, encoded: Sequence[Encoded]) -> list[list[str]]:
         """Tags for encoded sentences, in order; long ones are windowed, all batched by length."""
         pieces = []  # (sentence, start, end, keep_from, keep_to)
-        for s, (w, _) in enumerate(encoded):
+        for s, (w, *_) in enumerate(encoded):
             pieces += [(s, *win) for win in windows(len(w), self.max_words, self.context)]
-        out = [np.zeros(len(w), dtype=np.int64) for w, _ in encoded]
+        out = [np.zeros(len(w), dtype=np.int64) for w, *_ in encoded]
         for batch in length_buckets([p[2] - p[1] for p in pieces], self.max_batch):
             lengths = np.array([pieces[i][2] - pieces[i][1] for i in batch], dtype=np.int64)
             max_len = max(int(lengths.max()), 1)
             max_chars = max((len(c) for i in batch for c in encoded[pieces[i][0]][1][pieces[i][1] : pieces[i][2]]),
                             default=1)
             words = np.zeros((len(batch), max_len), dtype=np.int64)
+            lex = np.zeros((len(batch), max_len), dtype=np.int64)
             chars = np.zeros((len(batch), max_len, max_chars), dtype=np.int64)
             for row, i in enumerate(batch):
                 s, start, end, _, _ = pieces[i]
                 words[row, : end - start] = encoded[s][0][start:end]
+                lex[row, : end - start] = encoded[s][2][start:end]
                 for j, c in enumerate(encoded[s][1][start:end]):
                     chars[row, j, : len(c)] = c
             if len(batch) and lengths.min() == 0:
                 lengths = np.maximum(lengths, 1)  # an empty sentence still runs; its tags are discarded
-            best = self.session.run(None, {"words": words, "chars": chars, "lengths": lengths})[0].argmax(-1)
+            feeds = {"words": words, "chars": chars, "lex": lex, "lengths": lengths}
+            best = self.session.run(None, {k: feeds[k] for k in self.inputs})[0].argmax(-1)
             for row, i in enumerate(batch):
                 s, start, _, keep_from, keep_to = pieces[i]
                 out[s][keep_from:keep_to] = best[row, keep_from - start : keep_to - start]

@@ -62,3 +62,18 @@ def to_upos(tag: str) -> str:
 def describe(tag: str) -> dict[str, str]:
     zh, en, upos = PFR_TAGS.get(tag, ("未知", "unknown", "X"))
     return {"tag": tag, "zh": zh, "en": en, "upos": upos}
+
+# jieba's tag names (its dictionary, jieba.posseg) -> PFR; jieba splits u, lowercases morphemes, adds eng/x/...
+JIEBA_TO_PFR = {
+    "ag": "Ag", "bg": "Bg", "dg": "Dg", "mg": "Mg", "ng": "Ng", "rg": "Rg", "tg": "Tg", "vg": "Vg", "yg": "Yg",
+    "g": "Ng", "uj": "u", "ul": "u", "uz": "u", "ug": "u", "ud": "u", "uv": "u", "eng": "nx", "x": "w",
+    "nrt": "nr", "nrfg": "nr", "mq": "m", "df": "d", "qe": "q", "qg": "q", "rr": "r", "rz": "r", "vi": "v",
+    "vq": "v", "zg": "z",
+}
+
+# The lexicon feature of the tagger: a word's tag in jieba's default dictionary, as one of these ids.
+LEXICON_TAGS = ["<none>", *sorted(PFR_TAGS)]
+
+
+def from_jieba(tag: str) -> str:
+    return JIEBA_TO_PFR.get(tag, tag)

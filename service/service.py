@@ -63,8 +63,8 @@ class Models:
 
     @bentoml.api(**BATCHING)
     def tag_ids(self, sentences: list[dict]) -> list[list[str]]:
-        encoded = [(np.asarray(s["words"], dtype=np.int64), [np.asarray(c, dtype=np.int64) for c in s["chars"]])
-                   for s in sentences]
+        encoded = [(np.asarray(s["words"], dtype=np.int64), [np.asarray(c, dtype=np.int64) for c in s["chars"]],
+                    np.asarray(s["lex"], dtype=np.int64)) for s in sentences]
         return self.pos_model.tag_encoded(encoded)
 
 
@@ -104,8 +104,8 @@ class Senpos:
         segmented = [self.chinese.segment(item) for item in items]
         encoded = []
         for words, _ in segmented:
-            w, c = self.chinese.encode(words)
-            encoded.append({"words": w.tolist(), "chars": [x.tolist() for x in c]})
+            w, c, lex = self.chinese.encode(words)
+            encoded.append({"words": w.tolist(), "chars": [x.tolist() for x in c], "lex": lex.tolist()})
         return segmented, encoded
 
 

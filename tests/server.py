@@ -30,10 +30,16 @@ def free_port() -> int:
 
 @contextmanager
 def running_server(env: dict[str, str] | None = None, ready_timeout: float = 120.0):
+    """Yield the base URL of a ready server; its output goes to .pytest_cache/server-<port>.log."""
     port = free_port()
-    log = open(REPO / ".pytest_cache" / f"server-{port}.log", "w+") if (REPO / ".pytest_cache").is_dir() else None
+    (REPO / ".pytest_cache").mkdir(exist_ok=True)
+    with open(REPO / ".pytest_cache" / f"server-{port}.log", "w+") as log:
+        yield from _serve(port, log, env, ready_timeout)
+
+
+def _serve(port: int, log, env: dict[str, str] | None, ready_timeout: float):
     proc = subprocess.Popen(serve_command(port), cwd=REPO, env={**os.environ, **(env or {})},
-                            stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + ready_timeout
@@ -57,5 +63,3 @@ def running_server(env: dict[str, str] | None = None, ready_timeout: float = 120
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, 9)
                 proc.wait()
-        if log:
-            log.close()

@@ -19,7 +19,7 @@ from .conftest import FIXTURES
 def _model(layers=1):
     torch.manual_seed(0)
     cfg = TaggerConfig(n_words=40, n_chars=30, n_tags=5, word_dim=8, char_dim=6, char_filters=7, hidden=6,
-                       layers=layers)
+                       layers=layers, n_lex=4, lex_dim=3)
     return Tagger(cfg).eval()
 
 
@@ -27,13 +27,14 @@ def _model(layers=1):
 def test_padding_and_batch_do_not_change_tags_in_pytorch(layers):
     model = _model(layers)
     rng = np.random.default_rng(0)
-    words, chars, lengths = random_batch(rng, model.cfg, [4, 60, 17])
+    words, chars, lex, lengths = random_batch(rng, model.cfg, [4, 60, 17])
     with torch.no_grad():
-        batched = model(*map(torch.from_numpy, (words, chars, lengths)))[0, :4]
-        alone = model(*map(torch.from_numpy, (words[:1, :4], chars[:1, :4, :], lengths[:1])))[0]
+        batched = model(*map(torch.from_numpy, (words, chars, lex, lengths)))[0, :4]
+        alone = model(*map(torch.from_numpy, (words[:1, :4], chars[:1, :4, :], lex[:1, :4], lengths[:1])))[0]
         # Fewer character columns (the batch's longest word decides them) must not matter either.
         used = int((chars[0, :4] != 0).sum(-1).max())
-        narrow = model(*map(torch.from_numpy, (words[:1, :4], chars[:1, :4, :used].copy(), lengths[:1])))[0]
+        narrow = model(*map(torch.from_numpy, (words[:1, :4], chars[:1, :4, :used].copy(), lex[:1, :4],
+                                               lengths[:1])))[0]
     assert torch.allclose(batched, alone, atol=1e-5) and torch.allclose(narrow, alone, atol=1e-5)
 
 
@@ -44,13 +45,13 @@ def test_export_parity_and_onnx_batch_invariance(tmp_path):
     model = _model()
     words = Vocab(["<pad>", "<unk>"] + [f"w{i}" for i in range(38)])
     chars = Vocab(["<pad>", "<unk>"] + [f"c{i}" for i in range(28)])
-    export_onnx(model, tmp_path / "m.onnx", words, chars, list("abcde"))
+    export_onnx(model, tmp_path / "m.onnx", words, chars, list("abcde"), ["<none>", "n", "v", "a"])
     assert parity_check(model, tmp_path / "m.onnx") <= 1e-4
     session = make_session(tmp_path / "m.onnx", threads=1, want="cpu")
     rng = np.random.default_rng(3)
-    w, c, n = random_batch(rng, model.cfg, [5, 90, 33])
-    batched = session.run(None, {"words": w, "chars": c, "lengths": n})[0][0, :5]
-    alone = session.run(None, {"words": w[:1, :5], "chars": c[:1, :5], "lengths": n[:1]})[0][0]
+    w, c, lx, n = random_batch(rng, model.cfg, [5, 90, 33])
+    batched = session.run(None, {"words": w, "chars": c, "lex": lx, "lengths": n})[0][0, :5]
+    alone = session.run(None, {"words": w[:1, :5], "chars": c[:1, :5], "lex": lx[:1, :5], "lengths": n[:1]})[0][0]
     assert np.abs(batched - alone).max() <= 1e-5
 
 
@@ -76,7 +77,8 @@ def tiny_pos_model(tmp_path_factory):
 
 
 def test_tiny_training_run_yields_a_loadable_tagger(tiny_pos_model):
-    for name in ("model.onnx", "words.json", "chars.json", "tags.json", "jieba_dict.txt", "config.json",
+    for name in ("model.onnx", "words.json", "chars.json", "tags.json", "lexicon_tags.json", "jieba_dict.txt",
+                 "config.json",
                  "metrics.json", "training_curves.png"):
         assert (tiny_pos_model / name).is_file(), name
     tagger = PosTagger(tiny_pos_model)

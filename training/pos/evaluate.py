@@ -10,17 +10,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from senpos.pos import PosTagger
-from senpos.pos_tags import CORPUS_ERRATA
+from senpos.pos_tags import CORPUS_ERRATA, from_jieba
 from senpos.text.chinese import word_key, word_offsets
 from training.pos.data import Sentence, load_sentences
-
-# jieba.posseg's tag names -> PFR (see ../shared/data/zh_pos/pfr1998_01/SOURCE.md, "Caveats")
-JIEBA_TO_PFR = {
-    "ag": "Ag", "bg": "Bg", "dg": "Dg", "mg": "Mg", "ng": "Ng", "rg": "Rg", "tg": "Tg", "vg": "Vg", "yg": "Yg",
-    "g": "Ng", "uj": "u", "ul": "u", "uz": "u", "ug": "u", "ud": "u", "uv": "u", "eng": "nx", "x": "w",
-    "nrt": "nr", "nrfg": "nr", "mq": "m", "df": "d", "qe": "q", "qg": "q", "rr": "r", "rz": "r", "vi": "v",
-    "vq": "v", "zg": "z",
-}
 
 
 def span_f1(gold: Iterable[set], pred: Iterable[set]) -> float:
@@ -62,7 +54,7 @@ def jieba_posseg(texts: list[str]) -> tuple[list[tuple[list[tuple[int, int]], li
         for p in pairs:
             if p.word.strip():
                 offsets.append((pos, pos + len(p.word)))
-                tags.append(JIEBA_TO_PFR.get(p.flag, p.flag))
+                tags.append(from_jieba(p.flag))
             pos += len(p.word)
         assert pos == len(text)
         out.append((offsets, tags))

@@ -34,15 +34,24 @@ def load_checkpoint(run_dir: Path) -> tuple[Tagger, dict]:
 
 
 def random_batch(rng: np.random.Generator, cfg: TaggerConfig, lengths: list[int]):
+    """(words, chars, lex, lengths) with random ids; everything past a sentence's length is padding."""
     words = np.zeros((len(lengths), max(lengths)), dtype=np.int64)
+    lex = np.zeros_like(words)
     max_chars = 6
     chars = np.zeros((len(lengths), max(lengths), max_chars), dtype=np.int64)
     for i, n in enumerate(lengths):
         words[i, :n] = rng.integers(1, cfg.n_words, n)
+        lex[i, :n] = rng.integers(0, max(cfg.n_lex, 1), n)
         for j in range(n):
             k = int(rng.integers(1, max_chars + 1))
             chars[i, j, :k] = rng.integers(1, cfg.n_chars, k)
-    return words, chars, np.asarray(lengths, dtype=np.int64)
+    return words, chars, lex, np.asarray(lengths, dtype=np.int64)
+
+
+def feeds(session, words, chars, lex, lengths) -> dict[str, np.ndarray]:
+    """The inputs the exported graph has (a model without the lexicon feature has no `lex` input)."""
+    named = {"words": words, "chars": chars, "lex": lex, "lengths": lengths}
+    return {i.name: named[i.name] for i in session.get_inputs()}
 
 
 def parity_check(model: Tagger, onnx_path: Path, seed: int = 0) -> float:
@@ -50,10 +59,10 @@ def parity_check(model: Tagger, onnx_path: Path, seed: int = 0) -> float:
     rng = np.random.default_rng(seed)
     worst = 0.0
     for batch, max_len in ((1, 3), (1, 150), (4, 40), (32, 150)):
-        words, chars, lengths = random_batch(rng, model.cfg, [int(x) for x in rng.integers(1, max_len + 1, batch)])
+        words, chars, lex, lengths = random_batch(rng, model.cfg, [int(x) for x in rng.integers(1, max_len + 1, batch)])
         with torch.no_grad():
-            expected = model(*map(torch.from_numpy, (words, chars, lengths))).numpy()
-        got = session.run(None, {"words": words, "chars": chars, "lengths": lengths})[0]
+            expected = model(*map(torch.from_numpy, (words, chars, lex, lengths))).numpy()
+        got = session.run(None, feeds(session, words, chars, lex, lengths))[0]
         mask = np.arange(words.shape[1])[None, :] < lengths[:, None]
         worst = max(worst, float(np.abs(expected - got)[mask].max()))
     if worst > PARITY_TOL:
@@ -62,18 +71,20 @@ def parity_check(model: Tagger, onnx_path: Path, seed: int = 0) -> float:
     return worst
 
 
-def export_onnx(model: Tagger, path: Path, words: Vocab, chars: Vocab, tags: list[str]) -> None:
+def export_onnx(model: Tagger, path: Path, words: Vocab, chars: Vocab, tags: list[str],
+                lexicon_tags: list[str] | None = None) -> None:
     example = tuple(map(torch.from_numpy, random_batch(np.random.default_rng(0), model.cfg, [5, 2])))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer notes on nn.LSTM shape checks; the parity check covers them
         torch.onnx.export(
             model, example, str(path), dynamo=False, opset_version=17,
-            input_names=["words", "chars", "lengths"], output_names=["scores"],
+            input_names=["words", "chars", "lex", "lengths"], output_names=["scores"],
             dynamic_axes={"words": {0: "batch", 1: "time"}, "chars": {0: "batch", 1: "time", 2: "chars"},
-                          "lengths": {0: "batch"}, "scores": {0: "batch", 1: "time"}},
+                          "lex": {0: "batch", 1: "time"}, "lengths": {0: "batch"}, "scores": {0: "batch", 1: "time"}},
         )
     proto = onnx.load(str(path))
-    for key, value in (("vocab_sha256", vocab_digest(words, chars)), ("tags", json.dumps(tags))):
+    for key, value in (("vocab_sha256", vocab_digest(words, chars)), ("tags", json.dumps(tags)),
+                       ("lexicon_tags", json.dumps(lexicon_tags or []))):
         proto.metadata_props.add(key=key, value=value)
     onnx.checker.check_model(proto)
     onnx.save(proto, str(path))
@@ -86,11 +97,13 @@ def export(run_dir: Path, prepared_dir: Path, out_dir: Path) -> None:
     if (len(words), len(chars), tags) != (model.cfg.n_words, model.cfg.n_chars, ckpt["tags"]):
         raise ValueError(f"{prepared_dir}: vocabularies or tags do not match {run_dir / 'checkpoint.pt'}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    export_onnx(model, out_dir / "model.onnx", words, chars, tags)
+    lexicon_tags = ckpt.get("lexicon_tags", []) if model.cfg.n_lex else []
+    export_onnx(model, out_dir / "model.onnx", words, chars, tags, lexicon_tags)
     parity = parity_check(model, out_dir / "model.onnx")
     words.save(out_dir / "words.json")
     chars.save(out_dir / "chars.json")
     (out_dir / "tags.json").write_text(json.dumps(tags))
+    (out_dir / "lexicon_tags.json").write_text(json.dumps(lexicon_tags))
     shutil.copy(prepared_dir / "jieba_dict.txt", out_dir / "jieba_dict.txt")
     config = {
         "task": "pos",

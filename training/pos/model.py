@@ -20,6 +20,8 @@ class TaggerConfig:
     n_words: int
     n_chars: int
     n_tags: int
+    n_lex: int = 0  # lexicon feature ids (0 = no lexicon feature)
+    lex_dim: int = 16
     word_dim: int = 100
     char_dim: int = 50
     char_filters: int = 100
@@ -45,21 +47,28 @@ class CharCNN(nn.Module):
 
 
 class Tagger(nn.Module):
-    """words (batch, time), chars (batch, time, max_chars), lengths (batch,) -> tag scores (batch, time, tags)."""
+    """words (batch, time), chars (batch, time, max_chars), lex (batch, time), lengths (batch,)
+    -> tag scores (batch, time, tags). `lex` is each word's tag in jieba's dictionary (senpos.text.chinese.Lexicon)."""
 
     def __init__(self, cfg: TaggerConfig):
         super().__init__()
         self.cfg = cfg
         self.word_embedding = nn.Embedding(cfg.n_words, cfg.word_dim, padding_idx=0)
         self.chars = CharCNN(cfg.n_chars, cfg.char_dim, cfg.char_filters, cfg.char_width)
-        sizes = [cfg.word_dim + cfg.char_filters] + [2 * cfg.hidden] * (cfg.layers - 1)
+        self.lex_embedding = nn.Embedding(cfg.n_lex, cfg.lex_dim) if cfg.n_lex else None
+        first = cfg.word_dim + cfg.char_filters + (cfg.lex_dim if cfg.n_lex else 0)
+        sizes = [first] + [2 * cfg.hidden] * (cfg.layers - 1)
         self.layers = nn.ModuleList(MaskedBiLSTMLayer(s, cfg.hidden) for s in sizes)
         self.dropout = nn.Dropout(cfg.dropout)
         self.out = nn.Linear(2 * cfg.hidden, cfg.n_tags)
 
-    def forward(self, words: torch.Tensor, chars: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def forward(self, words: torch.Tensor, chars: torch.Tensor, lex: torch.Tensor, lengths: torch.Tensor
+                ) -> torch.Tensor:
         rev = reverse_index(lengths, words.size(1))
-        x = self.dropout(torch.cat([self.word_embedding(words), self.chars(chars)], dim=-1))
+        feats = [self.word_embedding(words), self.chars(chars)]
+        if self.lex_embedding is not None:
+            feats.append(self.lex_embedding(lex))
+        x = self.dropout(torch.cat(feats, dim=-1))
         for layer in self.layers:
             out_f, out_b = layer(x, rev)
             x = self.dropout(torch.cat([out_f, out_b], dim=-1))

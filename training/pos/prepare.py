@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from senpos.pos_tags import CORPUS_ERRATA
-from senpos.text.chinese import char_keys, fold_width, word_key
+from senpos.pos_tags import CORPUS_ERRATA, LEXICON_TAGS
+from senpos.text.chinese import Lexicon, char_keys, fold_width, word_key
 from senpos.text.vocab import Vocab
 from training.pos.data import Sentence, load_sentences
 
@@ -51,11 +51,13 @@ def write_jieba_dict(sentences: list[Sentence], path: Path) -> int:
     return len(lines)
 
 
-def encode(sentences: list[Sentence], words: Vocab, chars: Vocab, tags: list[str]) -> dict[str, np.ndarray]:
+def encode(sentences: list[Sentence], words: Vocab, chars: Vocab, tags: list[str], lexicon: Lexicon
+           ) -> dict[str, np.ndarray]:
     """Flat arrays: per sentence its words, per word its characters (offsets index the flat arrays)."""
     tag_id = {t: i for i, t in enumerate(tags)}
-    word_ids, char_ids, word_char_offsets, sent_offsets, tag_ids = [], [], [0], [0], []
+    word_ids, char_ids, word_char_offsets, sent_offsets, tag_ids, lex_ids = [], [], [0], [0], [], []
     for s in sentences:
+        lex_ids += lexicon.encode(s.words)
         for w, t in zip(s.words, s.tags, strict=True):
             word_ids.append(words.encode([word_key(w)])[0])
             char_ids += chars.encode(char_keys(w))
@@ -64,7 +66,7 @@ def encode(sentences: list[Sentence], words: Vocab, chars: Vocab, tags: list[str
         sent_offsets.append(len(word_ids))
     return {"words": np.asarray(word_ids, np.int32), "chars": np.asarray(char_ids, np.int32),
             "char_offsets": np.asarray(word_char_offsets, np.int64), "sent_offsets": np.asarray(sent_offsets, np.int64),
-            "tags": np.asarray(tag_ids, np.int16)}
+            "tags": np.asarray(tag_ids, np.int16), "lex": np.asarray(lex_ids, np.int16)}
 
 
 def train_word2vec(sentences: list[Sentence], vocab: Vocab, cfg: PrepareConfig) -> np.ndarray:
@@ -94,30 +96,35 @@ def prepare(cfg: PrepareConfig, out_dir: Path) -> None:
         raise ValueError(f"{cfg.dev}: tags not seen in training: {unknown}")
     log.info("%d word keys, %d characters, %d tags", len(words), len(chars), len(tags))
     embeddings = train_word2vec(train, words, cfg)
+    lexicon = Lexicon(LEXICON_TAGS)
     arrays = {f"{split}_{k}": v for split, ss in (("train", train), ("dev", dev))
-              for k, v in encode(ss, words, chars, tags).items()}
+              for k, v in encode(ss, words, chars, tags, lexicon).items()}
     np.savez_compressed(out_dir / "data.npz", embeddings=embeddings, **arrays)
     words.save(out_dir / "words.json")
     chars.save(out_dir / "chars.json")
     (out_dir / "tags.json").write_text(json.dumps(tags))
+    (out_dir / "lexicon_tags.json").write_text(json.dumps(LEXICON_TAGS))
     n = write_jieba_dict(train, out_dir / "jieba_dict.txt")
     log.info("jieba dictionary: %d words", n)
     (out_dir / "prepare.json").write_text(json.dumps(asdict(cfg), indent=2))
 
 
 def load_prepared(prepared_dir: Path) -> dict:
-    """Sentences as lists of (word ids, [char id arrays], tag ids), plus embeddings and tag names."""
+    """Sentences as (word ids, [char id arrays], lexicon ids, tag ids), plus embeddings and tag names."""
     with np.load(prepared_dir / "data.npz") as z:
         data = {k: z[k] for k in z.files}
+    lexicon_tags = prepared_dir / "lexicon_tags.json"
     out = {"embeddings": data["embeddings"], "tags": json.loads((prepared_dir / "tags.json").read_text()),
-           "n_chars": len(Vocab.load(prepared_dir / "chars.json"))}
+           "n_chars": len(Vocab.load(prepared_dir / "chars.json")),
+           "lexicon_tags": json.loads(lexicon_tags.read_text()) if lexicon_tags.exists() else []}
     for split in ("train", "dev"):
         words, chars, tags = data[f"{split}_words"], data[f"{split}_chars"], data[f"{split}_tags"]
+        lex = data.get(f"{split}_lex", np.zeros(len(words), np.int16))  # directories prepared before the lexicon
         co, so = data[f"{split}_char_offsets"], data[f"{split}_sent_offsets"]
         sents = []
         for i in range(len(so) - 1):
             a, b = so[i], so[i + 1]
             sents.append((words[a:b].astype(np.int64), [chars[co[j] : co[j + 1]].astype(np.int64) for j in range(a, b)],
-                          tags[a:b].astype(np.int64)))
+                          lex[a:b].astype(np.int64), tags[a:b].astype(np.int64)))
         out[split] = sents
     return out

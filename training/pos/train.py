@@ -30,6 +30,7 @@ class TrainConfig:
     layers: int = 1
     char_dim: int = 50
     char_filters: int = 100
+    lex_dim: int = 16  # 0 = no lexicon feature
     dropout: float = 0.33
     word_dropout: float = 0.05  # replace known words by <unk> at this rate so <unk> learns from characters
     max_words: int = 150  # training windows; serving windows longer inputs the same way
@@ -44,32 +45,34 @@ class TrainConfig:
     time_budget_s: float = 0.0
 
 
-Example = tuple[np.ndarray, list[np.ndarray], np.ndarray]
+Example = tuple[np.ndarray, list[np.ndarray], np.ndarray, np.ndarray]  # words, chars, lexicon ids, tags
 
 
 def windows(sents: list[Example], max_words: int) -> list[Example]:
     out = []
-    for w, c, t in sents:
+    for w, c, lx, t in sents:
         for a in range(0, len(w), max_words):
-            out.append((w[a : a + max_words], c[a : a + max_words], t[a : a + max_words]))
+            out.append((w[a : a + max_words], c[a : a + max_words], lx[a : a + max_words], t[a : a + max_words]))
     return out
 
 
 def collate(batch: list[Example], device: torch.device, word_dropout: float = 0.0, rng=None):
-    lengths = torch.tensor([len(w) for w, _, _ in batch], dtype=torch.int64)
-    max_chars = max(len(ch) for _, c, _ in batch for ch in c)
+    lengths = torch.tensor([len(w) for w, *_ in batch], dtype=torch.int64)
+    max_chars = max(len(ch) for _, c, *_ in batch for ch in c)
     words = torch.zeros(len(batch), int(lengths.max()), dtype=torch.int64)
     chars = torch.zeros(len(batch), int(lengths.max()), max_chars, dtype=torch.int64)
     tags = torch.full((len(batch), int(lengths.max())), -100, dtype=torch.int64)
-    for i, (w, c, t) in enumerate(batch):
+    lex = torch.zeros(len(batch), int(lengths.max()), dtype=torch.int64)
+    for i, (w, c, lx, t) in enumerate(batch):
         w = torch.from_numpy(w)
         if word_dropout and rng is not None:
             w = torch.where(torch.from_numpy(rng.random(len(w)) < word_dropout), torch.ones_like(w), w)
         words[i, : len(w)] = w
         tags[i, : len(t)] = torch.from_numpy(t)
+        lex[i, : len(lx)] = torch.from_numpy(lx)
         for j, ch in enumerate(c):
             chars[i, j, : len(ch)] = torch.from_numpy(ch)
-    return words.to(device), chars.to(device), lengths.to(device), tags.to(device)
+    return words.to(device), chars.to(device), lex.to(device), lengths.to(device), tags.to(device)
 
 
 @torch.no_grad()
@@ -79,8 +82,8 @@ def evaluate(model: Tagger, sents: list[Example], device: torch.device, batch_si
     correct = total = 0
     loss_sum = 0.0
     for batch in make_batches([len(s[0]) for s in sents], batch_size, rng=None):
-        words, chars, lengths, tags = collate([sents[i] for i in batch], device)
-        scores = model(words, chars, lengths)
+        words, chars, lex, lengths, tags = collate([sents[i] for i in batch], device)
+        scores = model(words, chars, lex, lengths)
         mask = tags != -100
         correct += int((scores.argmax(-1) == tags)[mask].sum())
         total += int(mask.sum())
@@ -98,7 +101,8 @@ def train(prepared_dir: Path, run_dir: Path, cfg: TrainConfig) -> dict:
     emb = torch.from_numpy(data["embeddings"])
     mcfg = TaggerConfig(n_words=emb.shape[0], n_chars=data["n_chars"], n_tags=len(data["tags"]), word_dim=emb.shape[1],
                         char_dim=cfg.char_dim, char_filters=cfg.char_filters, hidden=cfg.hidden, layers=cfg.layers,
-                        dropout=cfg.dropout)
+                        dropout=cfg.dropout, n_lex=len(data["lexicon_tags"]) if cfg.lex_dim else 0,
+                        lex_dim=cfg.lex_dim)
     model = Tagger(mcfg)
     model.word_embedding.weight.data.copy_(emb)
     model.to(device)
@@ -116,8 +120,8 @@ def train(prepared_dir: Path, run_dir: Path, cfg: TrainConfig) -> dict:
         t0, total, seen = time.time(), 0.0, 0
         for batch in tqdm(make_batches([len(s[0]) for s in train_set], cfg.batch_size, rng), desc=f"epoch {epoch}",
                           leave=False, mininterval=5):
-            words, chars, lengths, tags = collate([train_set[i] for i in batch], device, cfg.word_dropout, np_rng)
-            scores = model(words, chars, lengths)
+            words, chars, lex, lengths, tags = collate([train_set[i] for i in batch], device, cfg.word_dropout, np_rng)
+            scores = model(words, chars, lex, lengths)
             loss = loss_fn(scores.reshape(-1, scores.size(-1)), tags.reshape(-1))
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -134,6 +138,7 @@ def train(prepared_dir: Path, run_dir: Path, cfg: TrainConfig) -> dict:
         if acc > best:
             best, bad = acc, 0
             torch.save({"model_config": asdict(mcfg), "train_config": asdict(cfg), "tags": data["tags"],
+                        "lexicon_tags": data["lexicon_tags"],
                         "state_dict": model.state_dict()}, run_dir / "checkpoint.pt")
         else:
             bad += 1

@@ -1,0 +1,114 @@
+"""Unit tests of the serving engine's parts: provider choice, length bucketing/padding, ASGI middleware."""
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from senpos.runtime import CPU, CUDA, ModelLoadError, choose_providers, gpu_visible, length_buckets
+from senpos.sentiment import SentimentPredictor
+from service.middleware import BodyLimitMiddleware, RetryAfterMiddleware
+
+MODEL = Path(__file__).resolve().parents[1] / "models" / "sentiment"
+
+
+@pytest.mark.parametrize("available,want,gpu,expected", [
+    ([CUDA, CPU], "auto", True, [CUDA, CPU]),
+    ([CUDA, CPU], "auto", False, [CPU]),  # onnxruntime-gpu installed, but no GPU visible
+    ([CPU], "auto", True, [CPU]),  # a GPU, but the CPU-only onnxruntime
+    ([CUDA, CPU], "cpu", True, [CPU]),
+    (["TensorrtExecutionProvider", CUDA, CPU], "cuda", True, [CUDA, CPU]),
+])
+def test_choose_providers(available, want, gpu, expected):
+    assert choose_providers(available, want, has_gpu=gpu) == expected
+
+
+def test_choose_providers_refuses_impossible_requests():
+    with pytest.raises(ModelLoadError, match="CUDA cannot run"):
+        choose_providers([CPU], "cuda", has_gpu=False)
+    with pytest.raises(ValueError, match="SENPOS_PROVIDER"):
+        choose_providers([CPU], "tpu")
+
+
+def test_gpu_visible_respects_cuda_visible_devices(tmp_path):
+    (tmp_path / "nvidia0").touch()
+    assert gpu_visible({}, dev=str(tmp_path))
+    assert not gpu_visible({"CUDA_VISIBLE_DEVICES": ""}, dev=str(tmp_path))
+    assert not gpu_visible({"CUDA_VISIBLE_DEVICES": "-1"}, dev=str(tmp_path))
+    assert not gpu_visible({}, dev=str(tmp_path / "nothing"))
+
+
+def test_length_buckets_sort_and_cap():
+    lengths = [5, 1, 9, 3, 7, 2]
+    buckets = length_buckets(lengths, 4)
+    assert buckets == [[1, 5, 3, 0], [4, 2]]
+    assert sorted(i for b in buckets for i in b) == list(range(6))
+
+
+class RecordingSession:
+    """Wraps the real onnxruntime session and records the shapes it is given."""
+
+    def __init__(self, session):
+        self.session, self.shapes = session, []
+
+    def run(self, outputs, feeds):
+        self.shapes.append(feeds["ids"].shape)
+        return self.session.run(outputs, feeds)
+
+
+def test_predictor_pads_each_bucket_only_to_its_longest():
+    predictor = SentimentPredictor(MODEL, threads=1, max_batch=2)
+    seqs = [np.arange(2, 2 + n, dtype=np.int64) for n in (3, 50, 4, 48, 400)]
+    recorder = RecordingSession(predictor.session)
+    predictor.session = recorder
+    scores = predictor.predict_ids(seqs)
+    assert recorder.shapes == [(2, 4), (2, 50), (1, 400)]
+    predictor.session = recorder.session
+    alone = np.array([predictor.predict_ids([s])[0] for s in seqs])
+    assert np.abs(scores - alone).max() <= 1e-5  # and results come back in input order
+
+
+async def _call(app, body: bytes, headers: list[tuple[bytes, bytes]]):
+    sent, chunks = [], [body[i : i + 1000] for i in range(0, len(body), 1000)] or [b""]
+
+    async def receive():
+        chunk = chunks.pop(0)
+        return {"type": "http.request", "body": chunk, "more_body": bool(chunks)}
+
+    async def send(message):
+        sent.append(message)
+
+    await app({"type": "http", "method": "POST", "path": "/x", "headers": headers}, receive, send)
+    return sent
+
+
+async def _echo_app(scope, receive, send):
+    body = b""
+    while True:
+        m = await receive()
+        body += m.get("body", b"")
+        if not m.get("more_body"):
+            break
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": body})
+
+
+def test_body_limit_by_header_and_by_stream():
+    app = BodyLimitMiddleware(_echo_app, max_bytes=5000)
+    ok = asyncio.run(_call(app, b"a" * 4000, []))
+    assert ok[0]["status"] == 200 and ok[1]["body"] == b"a" * 4000
+    declared = asyncio.run(_call(app, b"a" * 10, [(b"content-length", b"999999")]))
+    assert declared[0]["status"] == 413
+    streamed = asyncio.run(_call(app, b"a" * 6000, []))  # chunked, no Content-Length
+    assert streamed[0]["status"] == 413 and b"SENPOS_MAX_BODY_BYTES" in streamed[1]["body"]
+
+
+@pytest.mark.parametrize("status,retry", [(503, True), (429, True), (200, False), (400, False)])
+def test_retry_after_on_load_shedding(status, retry):
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    sent = asyncio.run(_call(RetryAfterMiddleware(app, seconds=1), b"", []))
+    assert ((b"retry-after", b"1") in sent[0]["headers"]) is retry

@@ -1,0 +1,156 @@
+"""The real server over HTTP: `bentoml serve` in a subprocess on a free port (tests/server.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import subprocess
+
+import httpx
+import pytest
+
+from .server import REPO, running_server, serve_command
+
+LIMITS = {"SENPOS_MAX_ITEMS": "16", "SENPOS_MAX_TEXT_CHARS": "5000", "SENPOS_MAX_BODY_BYTES": "200000"}
+POS = "江泽民发表1998年新年讲话。"
+
+
+@pytest.fixture(scope="module")
+def base():
+    with running_server(LIMITS) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def client(base):
+    with httpx.Client(base_url=base, timeout=60) as c:
+        yield c
+
+
+def test_health_endpoints(client):
+    assert client.get("/livez").status_code == 200
+    assert client.get("/readyz").status_code == 200
+    assert "bentoml_service_request" in client.get("/metrics").text
+    docs = client.get("/docs", follow_redirects=True)
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    spec = client.get("/docs.json").json()
+    assert {"/sentiment", "/pos-tag"} <= set(spec["paths"])
+
+
+def test_sentiment_results_in_order(client):
+    texts = ["An absolutely wonderful, moving film with brilliant acting.",
+             "Dreadful. Boring, stupid and far too long.", "I loved it!"]
+    r = client.post("/sentiment", json={"texts": texts})
+    assert r.status_code == 200
+    out = r.json()
+    assert [o["label"] for o in out] == ["positive", "negative", "positive"]
+    assert all(0.0 <= o["score"] <= 1.0 for o in out)
+    # Same texts reversed: same scores, reversed.
+    back = client.post("/sentiment", json={"texts": texts[::-1]}).json()
+    assert [o["score"] for o in back] == pytest.approx([o["score"] for o in out][::-1], abs=1e-5)
+
+
+def test_pos_tag_strings_and_word_lists(client):
+    r = client.post("/pos-tag", json={"texts": [POS, ["我们", "热爱", "和平", "。"]], "upos": True})
+    assert r.status_code == 200
+    first, second = r.json()
+    assert "".join(first["words"]) == POS
+    assert all(POS[a:b] == w for w, (a, b) in zip(first["words"], first["offsets"], strict=True))
+    assert len(first["tags"]) == len(first["words"]) == len(first["upos"])
+    assert second["words"] == ["我们", "热爱", "和平", "。"] and second["offsets"] == [[0, 2], [2, 4], [4, 6], [6, 7]]
+    assert second["tags"][-1] == "w" and second["upos"][-1] == "PUNCT"
+
+
+def test_answers_do_not_depend_on_the_request(client):
+    text = "A decent film, though the ending drags."
+    alone = client.post("/sentiment", json={"texts": [text]}).json()[0]["score"]
+    crowd = ["Terrible! " * 300, text, "Great fun. " * 120] + ["ok"] * 5
+    together = client.post("/sentiment", json={"texts": crowd}).json()[1]["score"]
+    assert abs(alone - together) <= 1e-5
+    tags_alone = client.post("/pos-tag", json={"texts": [POS]}).json()[0]
+    tags_crowd = client.post("/pos-tag", json={"texts": ["人民生活水平不断提高。" * 40, POS, ["好"]]}).json()[1]
+    assert tags_alone == tags_crowd
+
+
+def _batch_counts(client) -> dict[str, tuple[float, float]]:
+    out = {}
+    for line in client.get("/metrics").text.splitlines():
+        m = re.match(r'bentoml_service_adaptive_batch_size_(sum|count)\{.*method_name="(\w+)".*\} ([0-9.e+]+)', line)
+        if m:
+            kind, method, value = m.groups()
+            s, c = out.get(method, (0.0, 0.0))
+            out[method] = (s + float(value), c) if kind == "sum" else (s, c + float(value))
+    return out
+
+
+def test_concurrent_single_item_requests_are_batched(base, client):
+    before = _batch_counts(client).get("score_ids", (0.0, 0.0))
+
+    async def burst():
+        async with httpx.AsyncClient(base_url=base, timeout=60) as c:
+            texts = [f"Review {i}: a solid, enjoyable film." for i in range(48)]
+            return await asyncio.gather(*[c.post("/sentiment", json={"texts": [t]}) for t in texts])
+
+    responses = asyncio.run(burst())
+    assert all(r.status_code == 200 for r in responses)
+    after = _batch_counts(client)["score_ids"]
+    items, calls = after[0] - before[0], after[1] - before[1]
+    assert items == 48
+    assert calls < 48, f"48 concurrent requests went to the model in {calls} calls: no batching"
+
+
+BAD_REQUESTS = [
+    ("/sentiment", b'{"texts": ["unterminated', "json"),
+    ("/sentiment", b"{}", "texts"),
+    ("/sentiment", b'{"texts": "not a list"}', "texts"),
+    ("/sentiment", b'{"texts": [1, 2]}', "string"),
+    ("/sentiment", b'{"texts": []}', "at least 1"),
+    ("/sentiment", b'{"texts": ["  \\n\\t "]}', "whitespace"),
+    ("/sentiment", json.dumps({"texts": ["ok"] * 17}).encode(), "at most 16"),
+    ("/sentiment", json.dumps({"texts": ["x" * 5001]}).encode(), "limit is 5000"),
+    ("/pos-tag", b'{"texts": [["a", ""]]}', "word 1"),
+    ("/pos-tag", b'{"texts": [[]]}', "at least one word"),
+    ("/pos-tag", b'{"texts": [42]}', "a string"),
+    ("/pos-tag", b'{"texts": ["ok"], "upos": "maybe"}', "upos"),
+]
+
+
+@pytest.mark.parametrize("path,body,needle", BAD_REQUESTS)
+def test_bad_input_is_a_4xx_naming_the_problem(client, path, body, needle):
+    r = client.post(path, content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert needle.lower() in r.text.lower()
+
+
+def test_oversized_body_is_413(client):
+    r = client.post("/sentiment", content=b'{"texts": ["' + b"a" * 300_000 + b'"]}',
+                    headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "SENPOS_MAX_BODY_BYTES" in r.json()["error"]
+
+
+def test_server_still_serves_after_bad_input(client):
+    assert client.post("/sentiment", json={"texts": ["Still here."]}).status_code == 200
+
+
+def test_corrupt_model_stops_the_server_at_start(tmp_path):
+    broken = tmp_path / "sentiment"
+    shutil.copytree(REPO / "models" / "sentiment", broken)
+    (broken / "model.onnx").write_bytes(b"\x08\x01corrupt")
+    proc = subprocess.run(serve_command(0), cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "SENPOS_SENTIMENT_MODEL": str(broken)})
+    assert proc.returncode != 0
+    assert f"{broken / 'model.onnx'}" in proc.stdout + proc.stderr
+
+
+def test_mismatched_vocabulary_stops_the_server_at_start(tmp_path):
+    broken = tmp_path / "sentiment"
+    shutil.copytree(REPO / "models" / "sentiment", broken)
+    vocab = json.loads((broken / "vocab.json").read_text())
+    vocab["itos"][5], vocab["itos"][6] = vocab["itos"][6], vocab["itos"][5]
+    (broken / "vocab.json").write_text(json.dumps(vocab))
+    proc = subprocess.run(serve_command(0), cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "SENPOS_SENTIMENT_MODEL": str(broken)})
+    assert proc.returncode != 0 and "does not match" in proc.stdout + proc.stderr
