@@ -45,3 +45,16 @@ def aclimdb_tarball(tmp_path_factory: pytest.TempPathFactory, aclimdb_tree: Path
         info.size = len(data)
         tar.addfile(info, io.BytesIO(data))
     return path
+
+
+# The limits the shared test server runs with (small, so the limit tests stay fast).
+SERVER_LIMITS = {"SENPOS_MAX_ITEMS": "16", "SENPOS_MAX_TEXT_CHARS": "5000", "SENPOS_MAX_BODY_BYTES": "200000"}
+
+
+@pytest.fixture(scope="session")
+def server_url():
+    """One real `bentoml serve` for every HTTP test of the session."""
+    from .server import running_server
+
+    with running_server(SERVER_LIMITS) as url:
+        yield url

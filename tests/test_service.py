@@ -12,21 +12,19 @@ import subprocess
 import httpx
 import pytest
 
-from .server import REPO, running_server, serve_command
+from .server import REPO, serve_command
 
-LIMITS = {"SENPOS_MAX_ITEMS": "16", "SENPOS_MAX_TEXT_CHARS": "5000", "SENPOS_MAX_BODY_BYTES": "200000"}
 POS = "江泽民发表1998年新年讲话。"
 
 
 @pytest.fixture(scope="module")
-def base():
-    with running_server(LIMITS) as url:
-        yield url
+def base(server_url):
+    return server_url
 
 
 @pytest.fixture(scope="module")
-def client(base):
-    with httpx.Client(base_url=base, timeout=60) as c:
+def client(server_url):
+    with httpx.Client(base_url=server_url, timeout=60) as c:
         yield c
 
 
