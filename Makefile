@@ -16,8 +16,8 @@ $(VENV)/.serve: pyproject.toml constraints.txt | $(BIN)/python
 	$(PIP) install -q -c constraints.txt -e .
 	touch $@
 
-$(VENV)/.dev: pyproject.toml constraints.txt | $(BIN)/python
-	$(PIP) install -q -c constraints.txt -e ".[train,test]"
+$(VENV)/.dev: pyproject.toml constraints.txt client/pyproject.toml | $(BIN)/python
+	$(PIP) install -q -c constraints.txt -e ".[train,test]" -e ./client
 	touch $@ $(VENV)/.serve
 
 serve: $(VENV)/.serve

@@ -59,7 +59,7 @@ class _Stub(http.server.BaseHTTPRequestHandler):
     failures = 2
     calls = 0
 
-    def do_POST(self):  # noqa: N802 (http.server's naming)
+    def do_POST(self):
         type(self).calls += 1
         self.rfile.read(int(self.headers["Content-Length"]))
         if type(self).calls <= type(self).failures:
