@@ -30,7 +30,9 @@ test: lint
 	$(BIN)/pytest
 
 lock: $(VENV)/.dev
-	$(PIP) freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu/torch==\1/' > constraints.txt
+	{ echo "# Exact versions for a reproducible install (pip install -c constraints.txt ...). Regenerate with make lock."; \
+	  $(PIP) freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu/torch==\1/'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

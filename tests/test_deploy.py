@@ -1,0 +1,103 @@
+"""Deployment files, checked statically (no Docker engine or cluster here)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from service.settings import SERVE_TARGET
+
+from .conftest import REPO, SHARED_DATA
+from .server import serve_command
+
+DOCKERFILES = [REPO / "docker" / "Dockerfile.cpu", REPO / "docker" / "Dockerfile.gpu"]
+COMPOSE_SCHEMA = SHARED_DATA.parent / "schemas" / "compose-spec.json"
+
+
+def _cmd(dockerfile: Path) -> list[str]:
+    (line,) = [x for x in dockerfile.read_text().splitlines() if x.startswith("CMD ")]
+    return json.loads(line[4:])
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_container_command_is_the_tested_command(dockerfile):
+    tested = serve_command(3000)
+    assert _cmd(dockerfile) == [Path(tested[0]).name, *tested[1:]]
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_dockerfile_runs_as_non_root_with_models_and_healthcheck(dockerfile):
+    text = dockerfile.read_text()
+    users = re.findall(r"^USER (\S+)", text, re.M)
+    assert users and users[-1] not in ("root", "0")
+    assert "COPY models/sentiment/" in text and "COPY models/pos/" in text
+    assert re.search(r"^HEALTHCHECK .*\n?.*/readyz", text, re.M)
+
+
+def test_dockerfiles_pass_hadolint():
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).with_name("hadolint"))
+    result = subprocess.run([hadolint, *map(str, DOCKERFILES)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _requirements(name: str) -> set[str]:
+    lines = (REPO / "requirements" / name).read_text().splitlines()
+    return {re.split(r"[=<> ]", x)[0] for x in lines if x.strip() and not x.startswith(("#", "-r"))}
+
+
+def test_never_both_onnxruntimes_and_never_torch():
+    common, cpu, gpu = _requirements("serve.txt"), _requirements("serve-cpu.txt"), _requirements("serve-gpu.txt")
+    assert "onnxruntime" in cpu and "onnxruntime-gpu" not in cpu | common
+    assert "onnxruntime-gpu" in gpu and "onnxruntime" not in gpu | common
+    assert "torch" not in common | cpu | gpu
+
+
+@pytest.mark.parametrize("name,requirements", [("bentofile.yaml", "serve-cpu.txt"),
+                                               ("bentofile.gpu.yaml", "serve-gpu.txt")])
+def test_bentofiles(name, requirements):
+    bento = yaml.safe_load((REPO / name).read_text())
+    assert bento["service"] == SERVE_TARGET
+    assert bento["python"]["requirements_txt"].endswith(requirements)
+    assert {"models/sentiment/*", "models/pos/*"} <= set(bento["include"])
+
+
+@pytest.mark.skipif(not COMPOSE_SCHEMA.exists(), reason="no ../shared/schemas/compose-spec.json")
+@pytest.mark.parametrize("name", ["docker-compose.yml", "docker-compose.gpu.yml"])
+def test_compose_files_match_the_compose_spec(name):
+    import jsonschema
+
+    doc = yaml.safe_load((REPO / name).read_text())
+    jsonschema.validate(doc, json.loads(COMPOSE_SCHEMA.read_text()))
+
+
+def test_compose_serves_cpu_on_3000_and_gpu_override_reserves_a_gpu():
+    base = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
+    gpu = yaml.safe_load((REPO / "docker-compose.gpu.yml").read_text())["services"]["senpos"]
+    assert base["senpos"]["ports"] == ["3000:3000"] and base["senpos"]["build"]["dockerfile"].endswith(".cpu")
+    assert base["senpos"]["restart"] and "readyz" in " ".join(base["senpos"]["healthcheck"]["test"])
+    devices = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
+
+
+@pytest.mark.parametrize("manifest", sorted((REPO / "deploy" / "k8s").glob("*.yaml")), ids=lambda p: p.name)
+def test_kubernetes_manifests_validate(manifest):
+    import kubernetes_validate
+
+    docs = [d for d in yaml.safe_load_all(manifest.read_text()) if d]
+    kinds = {d["kind"] for d in docs}
+    assert {"Deployment", "Service", "HorizontalPodAutoscaler"} <= kinds
+    for doc in docs:
+        kubernetes_validate.validate(doc, "1.37.0", strict=True)
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
+    if "gpu" in manifest.name:
+        assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
