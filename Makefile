@@ -4,7 +4,8 @@ VENV ?= .venv
 PORT ?= 3000
 BIN := $(VENV)/bin
 # Machines that keep the CPU build of torch on disk expose it through /opt/wheels.
-PIP := $(BIN)/python -m pip --disable-pip-version-check $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
+PIP := $(BIN)/python -m pip --disable-pip-version-check
+INSTALL := $(PIP) install -q -c constraints.txt $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
 
 .PHONY: serve test lint bench stress lock clean
 
@@ -13,11 +14,11 @@ $(BIN)/python:
 
 # A stamp per install flavour: it is redone whenever the project or the pinned versions change.
 $(VENV)/.serve: pyproject.toml constraints.txt | $(BIN)/python
-	$(PIP) install -q -c constraints.txt -e .
+	$(INSTALL) -e .
 	touch $@
 
 $(VENV)/.dev: pyproject.toml constraints.txt client/pyproject.toml | $(BIN)/python
-	$(PIP) install -q -c constraints.txt -e ".[train,test]" -e ./client
+	$(INSTALL) -e ".[train,test]" -e ./client
 	touch $@ $(VENV)/.serve
 
 serve: $(VENV)/.serve
