@@ -17,11 +17,13 @@ from senpos.pos import PosTagger
 from senpos.pos_tags import to_upos
 from senpos.runtime import ModelLoadError
 from senpos.sentiment import SentimentPredictor
+from service.compat import defer_session_close
 from service.middleware import BodyLimitMiddleware, RetryAfterMiddleware, docs_app
 from service.schemas import PosItems, Texts
 from service.settings import SETTINGS
 
 log = logging.getLogger("senpos")
+defer_session_close()  # see service/compat.py: BentoML would otherwise drop in-flight calls to Models
 
 
 def check_models() -> None:
@@ -109,7 +111,6 @@ class Senpos:
         return segmented, encoded
 
 
-for _service in (Senpos, Models):
-    _service.add_asgi_middleware(BodyLimitMiddleware, max_bytes=SETTINGS.max_body_bytes)
-    _service.add_asgi_middleware(RetryAfterMiddleware, seconds=1)
+Senpos.add_asgi_middleware(BodyLimitMiddleware, max_bytes=SETTINGS.max_body_bytes)
+Senpos.add_asgi_middleware(RetryAfterMiddleware, seconds=1)
 Senpos.mount_asgi_app(docs_app(lambda: Senpos.openapi_spec), path="/docs", name="docs")

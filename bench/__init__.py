@@ -1,0 +1,1 @@
+"""Benchmark and stress harness: `make bench`, `make stress` (results in bench/results/)."""

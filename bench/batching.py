@@ -1,0 +1,58 @@
+"""Choose the adaptive-batching settings by measurement: for each (max_batch_size, max_latency_ms), start the
+real server and drive /sentiment with one review per request (closed loop), recording throughput, latency
+and the batch sizes the server formed.
+
+    python -m bench.batching --seconds 15 --concurrency 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import time
+from pathlib import Path
+
+import httpx
+
+from bench.loadgen import batch_stats, closed_loop, stats_delta
+from bench.payloads import reviews
+from tests.server import running_server
+
+GRID = [(16, 2000), (32, 2000), (64, 2000), (128, 2000), (64, 500)]
+
+
+def measure(max_batch: int, max_latency: int, seconds: float, concurrency: int) -> dict:
+    payloads = [{"texts": [t]} for t in reviews(2000, seed=1)]
+    env = {"SENPOS_MAX_BATCH_SIZE": str(max_batch), "SENPOS_MAX_LATENCY_MS": str(max_latency)}
+    with running_server(env) as base:
+        asyncio.run(closed_loop(base, "/sentiment", payloads, concurrency, 3, 1))  # warm-up
+        before = batch_stats(httpx.get(f"{base}/metrics").text, "score_ids")
+        run = asyncio.run(closed_loop(base, "/sentiment", payloads, concurrency, seconds, 1))
+        after = batch_stats(httpx.get(f"{base}/metrics").text, "score_ids")
+    return {"max_batch_size": max_batch, "max_latency_ms": max_latency, **run.summary(),
+            "server_batches": stats_delta(before, after)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--out", type=Path, default=Path("bench/results/batching.json"))
+    args = parser.parse_args()
+    rows = []
+    for max_batch, max_latency in GRID:
+        row = measure(max_batch, max_latency, args.seconds, args.concurrency)
+        rows.append(row)
+        print(f"max_batch_size={max_batch:4d} max_latency_ms={max_latency:5d}: {row['items_per_s']:7.1f} reviews/s "
+              f"p50 {row['p50_ms']:6.1f} ms p99 {row['p99_ms']:7.1f} ms "
+              f"mean batch {row['server_batches']['mean_batch']}", flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "machine": platform.platform(),
+                                    "command": "python -m bench.batching", "concurrency": args.concurrency,
+                                    "seconds": args.seconds, "runs": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""HTTP load generation on loopback: closed loop (N in flight) and open loop (constant arrival rate).
+
+Open-loop latency is measured from each request's *scheduled* send time, so a server that falls behind
+shows its queueing in the numbers (no coordinated omission). Every run is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import httpx
+import numpy as np
+
+
+@dataclass
+class RunResult:
+    mode: str
+    level: float  # concurrency (closed) or offered requests/s (open)
+    items_per_request: int
+    duration_s: float
+    latencies_ms: list[float] = field(default_factory=list)
+    statuses: Counter = field(default_factory=Counter)
+    client_cpu_s: float = 0.0
+
+    def summary(self) -> dict:
+        ok = self.statuses.get(200, 0)
+        lat = np.array(self.latencies_ms) if self.latencies_ms else np.array([np.nan])
+        return {
+            "mode": self.mode, "level": self.level, "items_per_request": self.items_per_request,
+            "duration_s": round(self.duration_s, 2), "requests": sum(self.statuses.values()),
+            "items_per_s": round(ok * self.items_per_request / self.duration_s, 1),
+            "p50_ms": round(float(np.percentile(lat, 50)), 1), "p95_ms": round(float(np.percentile(lat, 95)), 1),
+            "p99_ms": round(float(np.percentile(lat, 99)), 1), "max_ms": round(float(np.max(lat)), 1),
+            "statuses": {str(k): v for k, v in sorted(self.statuses.items(), key=lambda kv: str(kv[0]))},
+            "loadgen_cpu_percent": round(100 * self.client_cpu_s / self.duration_s, 1),
+        }
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+async def _send(client: httpx.AsyncClient, path: str, payload: dict, result: RunResult, t0: float) -> None:
+    try:
+        r = await client.post(path, json=payload)
+        result.statuses[r.status_code] += 1
+        if r.status_code == 200:
+            result.latencies_ms.append((time.perf_counter() - t0) * 1000)
+    except httpx.TimeoutException:
+        result.statuses["timeout"] += 1
+    except httpx.HTTPError as e:
+        result.statuses[type(e).__name__] += 1
+
+
+async def closed_loop(base: str, path: str, payloads: list[dict], concurrency: int, seconds: float,
+                      items_per_request: int, timeout: float = 30.0) -> RunResult:
+    """`concurrency` workers, each sending its next request when the last one is answered."""
+    result = RunResult("closed", concurrency, items_per_request, 0.0)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base, timeout=timeout, limits=limits) as client:
+        start, cpu0 = time.perf_counter(), _cpu()
+        deadline = start + seconds
+
+        async def worker(k: int) -> None:
+            i = k
+            while time.perf_counter() < deadline:
+                await _send(client, path, payloads[i % len(payloads)], result, time.perf_counter())
+                i += concurrency
+
+        await asyncio.gather(*(worker(k) for k in range(concurrency)))
+        result.duration_s, result.client_cpu_s = time.perf_counter() - start, _cpu() - cpu0
+    return result
+
+
+async def open_loop(base: str, path: str, payloads: list[dict], rate: float, seconds: float,
+                    items_per_request: int, timeout: float = 30.0, max_in_flight: int = 2000) -> RunResult:
+    """Requests scheduled at a constant `rate`; latency counts from the scheduled time."""
+    result = RunResult("open", rate, items_per_request, 0.0)
+    limits = httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=256)
+    async with httpx.AsyncClient(base_url=base, timeout=timeout, limits=limits) as client:
+        start, cpu0 = time.perf_counter(), _cpu()
+        tasks, n = [], int(rate * seconds)
+        for i in range(n):
+            scheduled = start + i / rate
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(_send(client, path, payloads[i % len(payloads)], result, scheduled)))
+        await asyncio.gather(*tasks)
+        result.duration_s, result.client_cpu_s = max(time.perf_counter() - start, seconds), _cpu() - cpu0
+    return result
+
+
+def batch_stats(metrics_text: str, method: str) -> dict:
+    """The server's adaptive batch sizes for `method` from /metrics (summed over workers):
+    {"sum": items, "count": model calls, "buckets": {le: cumulative count}}."""
+    out: dict = {"sum": 0.0, "count": 0.0, "buckets": {}}
+    for line in metrics_text.splitlines():
+        if not line.startswith("bentoml_service_adaptive_batch_size") or f'method_name="{method}"' not in line:
+            continue
+        value = float(line.rsplit(" ", 1)[1])
+        if line.startswith("bentoml_service_adaptive_batch_size_bucket"):
+            le = line.split('le="')[1].split('"')[0]
+            out["buckets"][le] = out["buckets"].get(le, 0.0) + value
+        elif line.startswith("bentoml_service_adaptive_batch_size_sum"):
+            out["sum"] += value
+        elif line.startswith("bentoml_service_adaptive_batch_size_count"):
+            out["count"] += value
+    return out
+
+
+def stats_delta(before: dict, after: dict) -> dict:
+    buckets = {k: after["buckets"][k] - before["buckets"].get(k, 0.0) for k in after["buckets"]}
+    calls = after["count"] - before["count"]
+    items = after["sum"] - before["sum"]
+    return {"model_calls": calls, "items": items, "mean_batch": round(items / calls, 2) if calls else None,
+            "buckets": buckets}
