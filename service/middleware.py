@@ -10,9 +10,17 @@ Scope = dict[str, Any]
 
 async def _reply(send, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
     body = json.dumps({"error": message}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            *(headers or [])]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -62,6 +70,24 @@ class BodyLimitMiddleware:
         await self.app(scope, replay, send)
 
 
+class JsonOnlyMiddleware:
+    """POST bodies must be JSON: any other Content-Type is a 415 here, before BentoML tries to parse it
+    (a multipart type without a boundary made it answer 500). A missing Content-Type is read as JSON."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive, send) -> None:
+        if scope["type"] == "http" and scope.get("method") == "POST":
+            ctype = dict(scope.get("headers") or []).get(b"content-type", b"application/json")
+            media = ctype.split(b";")[0].strip().lower()
+            if media != b"application/json":
+                return await _reply(
+                    send, 415, f"Content-Type must be application/json, not {media.decode('latin-1')!r}"
+                )
+        await self.app(scope, receive, send)
+
+
 class RetryAfterMiddleware:
     """Load shedding answers (503 from the batcher, 429 from the concurrency limit) tell clients when to retry."""
 
@@ -101,8 +127,13 @@ def docs_app(openapi_spec):
             body, kind = json.dumps(openapi_spec().asdict()).encode(), b"application/json"
         else:
             body, kind = page_bytes, b"text/html; charset=utf-8"
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", kind), (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", kind), (b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     return app

@@ -31,7 +31,10 @@ def _word_list(words: list[str]) -> list[str]:
     return words
 
 
-Text = Annotated[str, AfterValidator(_text)]
+# The JSON schema states the limits (schemathesis and clients read it); _text enforces them with clear messages.
+Text = Annotated[str, AfterValidator(_text),
+                 WithJsonSchema({"type": "string", "minLength": 1, "maxLength": SETTINGS.max_text_chars,
+                                 "pattern": "\\S"})]
 Texts = Annotated[list[Text], Field(min_length=1, max_length=SETTINGS.max_items,
                                     description=f"1 to {SETTINGS.max_items} non-empty texts")]
 def _pos_item(value: object) -> str | list[str]:
@@ -43,7 +46,9 @@ def _pos_item(value: object) -> str | list[str]:
 
 
 PosItem = Annotated[str | list[str], PlainValidator(_pos_item),
-                    WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]})]
+                    WithJsonSchema({"anyOf": [
+        {"type": "string", "minLength": 1, "maxLength": SETTINGS.max_text_chars, "pattern": "\\S"},
+        {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1, "pattern": "\\S"}}]})]
 PosItems = Annotated[list[PosItem], Field(
     min_length=1, max_length=SETTINGS.max_items,
     description=f"1 to {SETTINGS.max_items} items: a text to segment, or a list of words to tag as given")]

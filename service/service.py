@@ -18,7 +18,7 @@ from senpos.pos_tags import to_upos
 from senpos.runtime import ModelLoadError
 from senpos.sentiment import SentimentPredictor
 from service.compat import defer_session_close
-from service.middleware import BodyLimitMiddleware, RetryAfterMiddleware, docs_app
+from service.middleware import BodyLimitMiddleware, JsonOnlyMiddleware, RetryAfterMiddleware, docs_app
 from service.schemas import PosItems, Texts
 from service.settings import SETTINGS
 
@@ -111,6 +111,7 @@ class Senpos:
         return segmented, encoded
 
 
+Senpos.add_asgi_middleware(JsonOnlyMiddleware)
 Senpos.add_asgi_middleware(BodyLimitMiddleware, max_bytes=SETTINGS.max_body_bytes)
 Senpos.add_asgi_middleware(RetryAfterMiddleware, seconds=1)
 Senpos.mount_asgi_app(docs_app(lambda: Senpos.openapi_spec), path="/docs", name="docs")

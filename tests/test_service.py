@@ -39,8 +39,11 @@ def test_health_endpoints(client):
 
 
 def test_sentiment_results_in_order(client):
-    texts = ["An absolutely wonderful, moving film with brilliant acting.",
-             "Dreadful. Boring, stupid and far too long.", "I loved it!"]
+    texts = [
+        "An absolutely wonderful, moving film with brilliant acting.",
+        "Dreadful. Boring, stupid and far too long.",
+        "I loved it!",
+    ]
     r = client.post("/sentiment", json={"texts": texts})
     assert r.status_code == 200
     out = r.json()
@@ -107,9 +110,11 @@ def test_sustained_concurrency_has_no_server_errors(base):
     async def load():
         gate = asyncio.Semaphore(32)
         async with httpx.AsyncClient(base_url=base, timeout=60) as c:
+
             async def one(i):
                 async with gate:
                     return await c.post("/sentiment", json={"texts": [f"Review {i}: a solid, enjoyable film."]})
+
             return await asyncio.gather(*[one(i) for i in range(320)])
 
     assert [r.status_code for r in asyncio.run(load())] == [200] * 320
@@ -138,9 +143,27 @@ def test_bad_input_is_a_4xx_naming_the_problem(client, path, body, needle):
     assert needle.lower() in r.text.lower()
 
 
+@pytest.mark.parametrize(
+    "ctype",
+    ["multipart/form-data", "text/plain", "application/x-www-form-urlencoded", "application/vnd.bentoml+pickle"],
+)
+def test_non_json_content_type_is_415(client, ctype):
+    """Found by schemathesis: a multipart Content-Type without a boundary made BentoML answer 500."""
+    r = client.post("/sentiment", content=b'{"texts": ["ok"]}', headers={"content-type": ctype})
+    assert r.status_code == 415 and "application/json" in r.json()["error"]
+
+
+def test_json_with_charset_is_fine(client):
+    r = client.post(
+        "/sentiment", content=b'{"texts": ["ok"]}', headers={"content-type": "application/json; charset=utf-8"}
+    )
+    assert r.status_code == 200
+
+
 def test_oversized_body_is_413(client):
-    r = client.post("/sentiment", content=b'{"texts": ["' + b"a" * 300_000 + b'"]}',
-                    headers={"content-type": "application/json"})
+    r = client.post(
+        "/sentiment", content=b'{"texts": ["' + b"a" * 300_000 + b'"]}', headers={"content-type": "application/json"}
+    )
     assert r.status_code == 413 and "SENPOS_MAX_BODY_BYTES" in r.json()["error"]
 
 
@@ -152,8 +175,14 @@ def test_corrupt_model_stops_the_server_at_start(tmp_path):
     broken = tmp_path / "sentiment"
     shutil.copytree(REPO / "models" / "sentiment", broken)
     (broken / "model.onnx").write_bytes(b"\x08\x01corrupt")
-    proc = subprocess.run(serve_command(0), cwd=REPO, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "SENPOS_SENTIMENT_MODEL": str(broken)})
+    proc = subprocess.run(
+        serve_command(0),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "SENPOS_SENTIMENT_MODEL": str(broken)},
+    )
     assert proc.returncode != 0
     assert f"{broken / 'model.onnx'}" in proc.stdout + proc.stderr
 
@@ -164,6 +193,12 @@ def test_mismatched_vocabulary_stops_the_server_at_start(tmp_path):
     vocab = json.loads((broken / "vocab.json").read_text())
     vocab["itos"][5], vocab["itos"][6] = vocab["itos"][6], vocab["itos"][5]
     (broken / "vocab.json").write_text(json.dumps(vocab))
-    proc = subprocess.run(serve_command(0), cwd=REPO, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "SENPOS_SENTIMENT_MODEL": str(broken)})
+    proc = subprocess.run(
+        serve_command(0),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "SENPOS_SENTIMENT_MODEL": str(broken)},
+    )
     assert proc.returncode != 0 and "does not match" in proc.stdout + proc.stderr

@@ -1,0 +1,224 @@
+"""Side-by-side benchmark on this machine, same payloads, one run (`make bench`; `--smoke` for CI):
+
+1. the limit: the ONNX models alone through onnxruntime, ideal length-sorted batches (no HTTP);
+2. the service: one item per request (the server must batch) and client-batched (64 items per request),
+   closed loop over a sweep of concurrency, then open loop over a sweep of arrival rates;
+3. the naive baseline: one request = one PyTorch forward pass behind a minimal HTTP server;
+4. the peer: Ray Serve with @serve.batch, same model and text processing (needs .venv-ray);
+5. /pos-tag: characters/s of the service and of the pipeline in one process, next to jieba.posseg.
+
+Results: bench/results/<name>.json, <name>.md and <name>.png (latency against throughput).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from bench.loadgen import batch_stats, closed_loop, open_loop, stats_delta
+from bench.payloads import reviews, sentences
+from bench.report import write_report
+from tests.server import free_port, running_server
+
+REPO = Path(__file__).resolve().parents[1]
+RAY_PYTHON = REPO / ".venv-ray" / "bin" / "python"
+
+
+def limit_sentiment(texts: list[str], seconds: float) -> dict:
+    from senpos.sentiment import SentimentPredictor
+
+    predictor = SentimentPredictor(REPO / "models" / "sentiment", max_batch=64)
+    seqs = predictor.encode_many(texts)
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        predictor.predict_ids(seqs)  # length-sorted batches of 64, padded to each batch's longest
+        done += len(seqs)
+    elapsed = time.perf_counter() - start
+    t0 = time.perf_counter()
+    predictor.encode_many(texts)
+    tokenise = len(texts) / (time.perf_counter() - t0)
+    return {"reviews_per_s": round(done / elapsed, 1), "tokenise_reviews_per_s_one_core": round(tokenise, 1)}
+
+
+def pos_in_process(texts: list[str]) -> dict:
+    """The whole pipeline (segmentation + ONNX tagging, batched) and the ONNX model alone, next to
+    jieba.posseg (default dictionary), on the same sentences in one process."""
+    from senpos.pos import PosTagger
+    from training.pos.evaluate import jieba_posseg
+
+    tagger = PosTagger(REPO / "models" / "pos")
+    chars = sum(map(len, texts))
+    t0 = time.perf_counter()
+    tagger.tag(texts)
+    pipeline = time.perf_counter() - t0
+    encoded = [tagger.encode(tagger.segment(t)[0]) for t in texts]
+    t0 = time.perf_counter()
+    tagger.tag_encoded(encoded)
+    model = time.perf_counter() - t0
+    _, jieba_seconds = jieba_posseg(texts)
+    return {
+        "chars": chars,
+        "pipeline_chars_per_s": round(chars / pipeline),
+        "model_chars_per_s": round(chars / model),
+        "jieba_posseg_chars_per_s": round(chars / jieba_seconds),
+        "pipeline_vs_jieba": round(jieba_seconds / pipeline, 2),
+    }
+
+
+def sweep(
+    base: str, path: str, payloads: list[dict], items: int, levels: list[int], seconds: float, method: str | None
+) -> list[dict]:
+    rows = []
+    for level in levels:
+        before = batch_stats(httpx.get(f"{base}/metrics").text, method) if method else None
+        row = asyncio.run(closed_loop(base, path, payloads, level, seconds, items)).summary()
+        if method:
+            row["server_batches"] = stats_delta(before, batch_stats(httpx.get(f"{base}/metrics").text, method))
+        rows.append(row)
+        print(
+            f"  {path} closed c={level:3d} x{items}: {row['items_per_s']:8.1f} items/s  p50 {row['p50_ms']:7.1f}  "
+            f"p99 {row['p99_ms']:7.1f} ms  {row['statuses']}",
+            flush=True,
+        )
+    return rows
+
+
+def open_sweep(
+    base: str, payloads: list[dict], saturation: float, fractions: list[float], seconds: float
+) -> list[dict]:
+    rows = []
+    for fraction in fractions:
+        rate = max(1.0, saturation * fraction)
+        row = asyncio.run(open_loop(base, "/sentiment", payloads, rate, seconds, 1)).summary()
+        row["fraction_of_saturation"] = fraction
+        rows.append(row)
+        print(
+            f"  open {rate:7.1f} req/s ({fraction:.2f} sat): {row['items_per_s']:8.1f} items/s  "
+            f"p50 {row['p50_ms']:7.1f}  p99 {row['p99_ms']:7.1f} ms  {row['statuses']}",
+            flush=True,
+        )
+    return rows
+
+
+def peer(cmd: list[str], port: int, texts: list[str], levels: list[int], seconds: float, env=None) -> list[dict]:
+    base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        cmd,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{cmd[2:4]} exited with {proc.returncode}")
+            try:
+                if httpx.post(f"{base}/sentiment", json={"texts": ["warm up"]}, timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{cmd} not ready")
+            time.sleep(1)
+        return sweep(base, "/sentiment", [{"texts": [t]} for t in texts], 1, levels, seconds, None)
+    finally:
+        os.killpg(proc.pid, 15)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="seconds-long run for CI (results not kept)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="per measurement point")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument("--name", default="cpu-" + time.strftime("%Y-%m-%d"))
+    args = parser.parse_args()
+    seconds = 1.0 if args.smoke else args.seconds
+    one = [8, 32] if args.smoke else [1, 8, 32, 64, 128]
+    texts, zh = reviews(2000, seed=1), sentences(2000, seed=1)
+    started = time.time()
+    result: dict = {
+        "name": args.name,
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "smoke": args.smoke,
+        "command": "python -m bench.run " + " ".join(sys.argv[1:]),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
+        "payloads": {
+            "reviews": len(texts),
+            "review_chars_mean": round(sum(map(len, texts)) / len(texts)),
+            "sentences": len(zh),
+            "sentence_chars_mean": round(sum(map(len, zh)) / len(zh)),
+        },
+    }
+    print("limit (model alone)", flush=True)
+    result["limit"] = {"sentiment": limit_sentiment(texts[:500] if args.smoke else texts, seconds * 2)}
+    result["pos_in_process"] = pos_in_process(zh[:300] if args.smoke else zh)
+    print(" ", result["limit"], result["pos_in_process"], flush=True)
+
+    print("service", flush=True)
+    with running_server() as base:
+        asyncio.run(closed_loop(base, "/sentiment", [{"texts": [t]} for t in texts], 16, 2, 1))  # warm-up
+        singles = [{"texts": [t]} for t in texts]
+        batches = [{"texts": texts[i : i + 64]} for i in range(0, len(texts), 64)]
+        service = {
+            "one_per_request": sweep(base, "/sentiment", singles, 1, one, seconds, "score_ids"),
+            "batched_64": sweep(
+                base, "/sentiment", batches, 64, [1, 2] if args.smoke else [1, 2, 4], seconds, "score_ids"
+            ),
+        }
+        saturation = max(r["items_per_s"] for r in service["one_per_request"])
+        fractions = [0.5] if args.smoke else [0.25, 0.5, 0.75, 0.9, 1.1]
+        service["open_loop"] = open_sweep(base, singles, saturation, fractions, seconds * 1.5)
+        zh_singles = [{"texts": [t]} for t in zh]
+        service["pos_one_per_request"] = sweep(base, "/pos-tag", zh_singles, 1, [32], seconds, "tag_ids")
+        service["pos_batched_64"] = sweep(
+            base, "/pos-tag", [{"texts": zh[i : i + 64]} for i in range(0, len(zh), 64)], 64, [2], seconds, "tag_ids"
+        )
+        for key in ("pos_one_per_request", "pos_batched_64"):
+            for row in service[key]:
+                row["chars_per_s"] = round(row["items_per_s"] * result["payloads"]["sentence_chars_mean"])
+    result["service"] = service
+
+    print("naive baseline (PyTorch, one forward per request, no batching)", flush=True)
+    port = free_port()
+    result["naive"] = peer(
+        [sys.executable, "-m", "bench.naive_server", "--port", str(port)],
+        port,
+        texts,
+        [8] if args.smoke else [1, 8, 32],
+        seconds,
+    )
+    if RAY_PYTHON.exists():
+        print("Ray Serve peer", flush=True)
+        port = free_port()
+        result["ray_serve"] = peer(
+            [str(RAY_PYTHON), "-m", "bench.ray_peer", "--port", str(port)],
+            port,
+            texts,
+            [8] if args.smoke else [8, 32, 64, 128],
+            seconds,
+        )
+    else:
+        result["ray_serve"] = None
+        print("Ray Serve peer skipped: no .venv-ray (make bench creates it)", flush=True)
+    result["elapsed_s"] = round(time.time() - started)
+    out = args.out / ("smoke" if args.smoke else "")
+    write_report(result, out, args.name)
+
+
+if __name__ == "__main__":
+    main()
