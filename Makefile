@@ -8,6 +8,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check
 INSTALL := $(PIP) install -q -c constraints.txt $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
 
 .PHONY: serve test lint bench stress lock clean
+RAY := .venv-ray/bin/python
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,10 +31,23 @@ lint: $(VENV)/.dev
 test: lint
 	$(BIN)/pytest
 
+# Benchmarks and stress runs (not in CI; `make test` runs a seconds-long smoke version of each).
+# The Ray Serve peer gets its own virtualenv: Ray's pins must not touch the service's environment.
+$(RAY): requirements/serve-cpu.txt
+	$(PYTHON) -m venv .venv-ray
+	.venv-ray/bin/python -m pip install -q --disable-pip-version-check "ray[serve]==2.60.0" -r requirements/serve-cpu.txt
+	.venv-ray/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .
+
+bench: $(VENV)/.dev $(RAY)
+	$(BIN)/python -m bench.run
+
+stress: $(VENV)/.dev
+	$(BIN)/python -m bench.stress
+
 lock: $(VENV)/.dev
 	{ echo "# Exact versions for a reproducible install (pip install -c constraints.txt ...). Regenerate with make lock."; \
 	  $(PIP) freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu/torch==\1/'; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-ray .pytest_cache .ruff_cache

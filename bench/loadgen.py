@@ -22,9 +22,11 @@ class RunResult:
     level: float  # concurrency (closed) or offered requests/s (open)
     items_per_request: int
     duration_s: float
-    latencies_ms: list[float] = field(default_factory=list)
+    latencies_ms: list[float] = field(default_factory=list)  # of 200 answers
     statuses: Counter = field(default_factory=Counter)
     client_cpu_s: float = 0.0
+    events: list[tuple[float, float, str]] = field(default_factory=list)  # (sent at s, latency ms, status)
+    started: float = 0.0
 
     def summary(self) -> dict:
         ok = self.statuses.get(200, 0)
@@ -48,13 +50,16 @@ def _cpu() -> float:
 async def _send(client: httpx.AsyncClient, path: str, payload: dict, result: RunResult, t0: float) -> None:
     try:
         r = await client.post(path, json=payload)
-        result.statuses[r.status_code] += 1
-        if r.status_code == 200:
-            result.latencies_ms.append((time.perf_counter() - t0) * 1000)
+        status = str(r.status_code)
     except httpx.TimeoutException:
-        result.statuses["timeout"] += 1
+        status = "timeout"
     except httpx.HTTPError as e:
-        result.statuses[type(e).__name__] += 1
+        status = type(e).__name__
+    latency = (time.perf_counter() - t0) * 1000
+    result.statuses[int(status) if status.isdigit() else status] += 1
+    if status == "200":
+        result.latencies_ms.append(latency)
+    result.events.append((t0 - result.started, latency, status))
 
 
 async def closed_loop(base: str, path: str, payloads: list[dict], concurrency: int, seconds: float,
@@ -64,6 +69,7 @@ async def closed_loop(base: str, path: str, payloads: list[dict], concurrency: i
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=base, timeout=timeout, limits=limits) as client:
         start, cpu0 = time.perf_counter(), _cpu()
+        result.started = start
         deadline = start + seconds
 
         async def worker(k: int) -> None:
@@ -84,6 +90,7 @@ async def open_loop(base: str, path: str, payloads: list[dict], rate: float, sec
     limits = httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=256)
     async with httpx.AsyncClient(base_url=base, timeout=timeout, limits=limits) as client:
         start, cpu0 = time.perf_counter(), _cpu()
+        result.started = start
         tasks, n = [], int(rate * seconds)
         for i in range(n):
             scheduled = start + i / rate

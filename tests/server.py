@@ -31,6 +31,13 @@ def free_port() -> int:
 @contextmanager
 def running_server(env: dict[str, str] | None = None, ready_timeout: float = 120.0):
     """Yield the base URL of a ready server; its output goes to .pytest_cache/server-<port>.log."""
+    with server_process(env, ready_timeout) as (base, _):
+        yield base
+
+
+@contextmanager
+def server_process(env: dict[str, str] | None = None, ready_timeout: float = 120.0):
+    """Yield (base URL, the `bentoml serve` Popen) of a ready server, for tests that signal it."""
     port = free_port()
     (REPO / ".pytest_cache").mkdir(exist_ok=True)
     with open(REPO / ".pytest_cache" / f"server-{port}.log", "w+") as log:
@@ -54,7 +61,7 @@ def _serve(port: int, log, env: dict[str, str] | None, ready_timeout: float):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"server not ready after {ready_timeout}s")
             time.sleep(0.5)
-        yield base
+        yield base, proc
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, 15)

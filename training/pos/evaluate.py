@@ -11,7 +11,7 @@ from pathlib import Path
 
 from senpos.pos import PosTagger
 from senpos.pos_tags import CORPUS_ERRATA, from_jieba
-from senpos.text.chinese import word_key, word_offsets
+from senpos.text.chinese import Segmenter, word_key, word_offsets
 from training.pos.data import Sentence, load_sentences
 
 
@@ -61,6 +61,22 @@ def jieba_posseg(texts: list[str]) -> tuple[list[tuple[list[tuple[int, int]], li
     return out, seconds
 
 
+def segmentation_study(sentences: list[Sentence], corpus_dict: Path) -> dict[str, float]:
+    """Segmentation F1 of jieba with its default dictionary and with the corpus one, HMM on and off, with and
+    without the corpus conventions (dates, dash runs): how the shipped segmenter settings were chosen."""
+    gold = [set(word_offsets(list(s.words))) for s in sentences]
+    texts = ["".join(s.words) for s in sentences]
+    out = {}
+    for name, dictionary, hmm, conventions in (
+            ("default_dict_hmm", None, True, False), ("default_dict_no_hmm", None, False, False),
+            ("corpus_dict_hmm", corpus_dict, True, False), ("corpus_dict_no_hmm", corpus_dict, False, False),
+            ("corpus_dict_hmm_conventions", corpus_dict, True, True),
+            ("corpus_dict_no_hmm_conventions", corpus_dict, False, True)):
+        seg = Segmenter(dictionary, hmm=hmm, conventions=conventions)
+        out[name] = round(span_f1(gold, [set(seg.spans(t)) for t in texts]), 4)
+    return out
+
+
 def evaluate_file(data: str | Path, model_dir: str | Path, baseline: bool = False) -> dict:
     sentences = [Sentence(s.words, tuple(CORPUS_ERRATA.get(t, t) for t in s.tags)) for s in load_sentences(data)]
     texts = ["".join(s.words) for s in sentences]
@@ -86,6 +102,7 @@ def evaluate_file(data: str | Path, model_dir: str | Path, baseline: bool = Fals
         "provider": tagger.provider,
     }
     if baseline:
+        result["segmentation_study"] = segmentation_study(sentences, Path(model_dir) / "jieba_dict.txt")
         pred, jieba_seconds = jieba_posseg(texts)
         result["jieba_posseg_default_dict"] = _scores(sentences, pred)
         result["throughput_chars_per_s"]["jieba_posseg"] = n_chars / jieba_seconds

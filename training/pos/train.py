@@ -43,6 +43,8 @@ class TrainConfig:
     device: str = "auto"
     max_train: int = 0
     time_budget_s: float = 0.0
+    lr_decay: float = 0.5  # on an epoch without dev gain: go back to the best weights, lr *= lr_decay
+    init_from: str = ""  # a checkpoint.pt to start from (fine-tuning at a lower lr, say)
 
 
 Example = tuple[np.ndarray, list[np.ndarray], np.ndarray, np.ndarray]  # words, chars, lexicon ids, tags
@@ -105,6 +107,8 @@ def train(prepared_dir: Path, run_dir: Path, cfg: TrainConfig) -> dict:
                         lex_dim=cfg.lex_dim)
     model = Tagger(mcfg)
     model.word_embedding.weight.data.copy_(emb)
+    if cfg.init_from:
+        model.load_state_dict(torch.load(cfg.init_from, map_location="cpu", weights_only=True)["state_dict"])
     model.to(device)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("device %s, %d parameters, %d train / %d dev windows", device, n_params, len(train_set), len(dev_set))
@@ -145,6 +149,12 @@ def train(prepared_dir: Path, run_dir: Path, cfg: TrainConfig) -> dict:
             if bad >= cfg.patience:
                 log.info("early stop: no dev gain for %d epochs", cfg.patience)
                 break
+            if cfg.lr_decay < 1.0:  # back to the best weights, smaller steps
+                best_state = torch.load(run_dir / "checkpoint.pt", map_location=device, weights_only=True)
+                model.load_state_dict(best_state["state_dict"])
+                for group in opt.param_groups:
+                    group["lr"] *= cfg.lr_decay
+                log.info("no dev gain: best weights restored, lr now %.2e", opt.param_groups[0]["lr"])
     best_epoch = max(history, key=lambda h: h["dev_accuracy"])
     metrics = {"dev_token_accuracy": best_epoch["dev_accuracy"], "best_epoch": best_epoch["epoch"],
                "parameters": n_params, "device": str(device), "config": asdict(cfg), "history": history}

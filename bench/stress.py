@@ -1,0 +1,167 @@
+"""Stress and fault runs against the real server (`make stress`; `--smoke` for CI). Loopback only, every
+loop bounded in count and time.
+
+1. schemathesis: generated requests from the service's own OpenAPI document; any 5xx is a failure;
+2. overload: 4x the saturation rate (open loop): only 200/429/503, each fast; throughput back within 5 s;
+3. soak: 70% of saturation: zero errors, resident memory growth < 10%, latency stable;
+4. SIGKILL of an API worker under load: recovery on its own, failed requests counted;
+5. SIGTERM under load: in-flight requests complete, new ones are refused cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import psutil
+
+from bench.loadgen import closed_loop, open_loop
+from bench.payloads import reviews
+from tests.server import server_process
+
+REPO = Path(__file__).resolve().parents[1]
+SHED = {"200", "429", "503"}
+
+
+def tree_rss_mb(pid: int) -> float:
+    proc = psutil.Process(pid)
+    return sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)]) / 2**20
+
+
+def api_workers(pid: int) -> list[psutil.Process]:
+    return [p for p in psutil.Process(pid).children(recursive=True)
+            if "_bentoml_impl.worker.service" in " ".join(p.cmdline()) and "Models" not in " ".join(p.cmdline())]
+
+
+def saturation(base: str, payloads: list[dict], seconds: float) -> float:
+    return asyncio.run(closed_loop(base, "/sentiment", payloads, 64, seconds, 1)).summary()["items_per_s"]
+
+
+def run_schemathesis(base: str, examples: int) -> dict:
+    cmd = [str(Path(sys.executable).with_name("schemathesis")), "run", f"{base}/docs.json", "--checks",
+           "not_a_server_error", "--include-path-regex", "^/(sentiment|pos-tag)$", "-n", str(examples),
+           "--phases", "examples,coverage,fuzzing", "--generation-deterministic"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    m = re.search(r"(\d+) generated, (.*)", proc.stdout)
+    return {"command": " ".join(cmd[1:]), "exit_code": proc.returncode, "summary": m.group(0) if m else None,
+            "generated": int(m.group(1)) if m else 0, "passed": proc.returncode == 0}
+
+
+def overload(base: str, payloads: list[dict], sat: float, seconds: float) -> dict:
+    run = asyncio.run(open_loop(base, "/sentiment", payloads, 4 * sat, seconds, 1, timeout=30))
+    statuses = {s for _, _, s in run.events}
+    refused = [lat for _, lat, s in run.events if s != "200"]
+    after = asyncio.run(closed_loop(base, "/sentiment", payloads, 64, 5, 1))
+    return {"offered_per_s": round(4 * sat), **run.summary(),
+            "only_200_429_503": statuses <= SHED,
+            "refusal_p99_ms": round(float(np.percentile(refused, 99)), 1) if refused else None,
+            "after_load_items_per_s_5s": after.summary()["items_per_s"],
+            "recovered_within_5s": after.summary()["items_per_s"] >= 0.8 * sat}
+
+
+def soak(base: str, pid: int, payloads: list[dict], sat: float, seconds: float) -> dict:
+    rss, stop = [], threading.Event()
+
+    def sample():
+        while not stop.wait(min(10.0, seconds / 10)):
+            rss.append(round(tree_rss_mb(pid), 1))
+
+    rss.append(round(tree_rss_mb(pid), 1))
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    run = asyncio.run(open_loop(base, "/sentiment", payloads, 0.7 * sat, seconds, 1))
+    stop.set()
+    sampler.join()
+    rss.append(round(tree_rss_mb(pid), 1))
+    window = max(seconds / 10, 1.0)
+    p99s = []
+    for k in range(int(seconds // window)):
+        lat = [lat for t, lat, s in run.events if s == "200" and k * window <= t < (k + 1) * window]
+        if lat:
+            p99s.append(round(float(np.percentile(lat, 99)), 1))
+    errors = sum(v for k, v in run.statuses.items() if str(k) != "200")
+    return {"rate_per_s": round(0.7 * sat, 1), **run.summary(), "errors": errors, "rss_mb": rss,
+            "rss_growth": round(rss[-1] / rss[0] - 1, 3), "p99_ms_per_window": p99s}
+
+
+def kill_worker(base: str, pid: int, payloads: list[dict], seconds: float) -> dict:
+    victims = api_workers(pid)
+
+    def killer():
+        time.sleep(seconds / 4)
+        os.kill(victims[0].pid, signal.SIGKILL)
+
+    threading.Thread(target=killer, daemon=True).start()
+    run = asyncio.run(closed_loop(base, "/sentiment", payloads, 16, seconds, 1))
+    deadline, recovered_after = time.monotonic() + 60, None
+    start = time.monotonic()
+    while time.monotonic() < deadline:
+        try:
+            if httpx.post(f"{base}/sentiment", json={"texts": ["back?"]}, timeout=5).status_code == 200 and \
+                    len(api_workers(pid)) >= len(victims):
+                recovered_after = round(time.monotonic() - start, 1)
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    failed = sum(v for k, v in run.statuses.items() if str(k) != "200")
+    return {"killed_pid": victims[0].pid, **run.summary(), "failed_requests": failed,
+            "recovered": recovered_after is not None, "recovered_s_after_load": recovered_after}
+
+
+def graceful_shutdown(proc: subprocess.Popen, base: str, payloads: list[dict], seconds: float) -> dict:
+    def terminate():
+        time.sleep(seconds / 3)
+        os.kill(proc.pid, signal.SIGTERM)
+
+    threading.Thread(target=terminate, daemon=True).start()
+    run = asyncio.run(closed_loop(base, "/sentiment", payloads, 16, seconds, 1, timeout=30))
+    proc.wait(timeout=60)
+    five_xx = sum(v for k, v in run.statuses.items() if str(k).startswith("5"))
+    return {**run.summary(), "server_exit_code": proc.returncode, "5xx": five_xx,
+            "after_shutdown": "connection refused" if "ConnectError" in run.statuses else "no refusals seen"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--soak-seconds", type=float, default=600)
+    parser.add_argument("--examples", type=int, default=1000, help="schemathesis examples per operation")
+    args = parser.parse_args()
+    smoke = args.smoke
+    payloads = [{"texts": [t]} for t in reviews(1000, seed=2)]
+    result: dict = {"date": time.strftime("%Y-%m-%d %H:%M"), "smoke": smoke, "command": "python -m bench.stress "
+                    + " ".join(sys.argv[1:]), "cpus": os.cpu_count()}
+    with server_process() as (base, proc):
+        sat = saturation(base, payloads, 2 if smoke else 15)
+        result["saturation_items_per_s"] = sat
+        print("saturation", sat, flush=True)
+        result["schemathesis"] = run_schemathesis(base, 10 if smoke else args.examples)
+        print("schemathesis", result["schemathesis"], flush=True)
+        result["overload"] = overload(base, payloads, sat, 3 if smoke else 60)
+        print("overload", result["overload"], flush=True)
+        result["soak"] = soak(base, proc.pid, payloads, sat, 5 if smoke else args.soak_seconds)
+        print("soak", result["soak"], flush=True)
+        result["kill_worker"] = kill_worker(base, proc.pid, payloads, 4 if smoke else 20)
+        print("kill_worker", result["kill_worker"], flush=True)
+        result["sigterm"] = graceful_shutdown(proc, base, payloads, 4 if smoke else 12)
+        print("sigterm", result["sigterm"], flush=True)
+    out = REPO / "bench" / "results" / ("smoke" if smoke else "")
+    out.mkdir(parents=True, exist_ok=True)
+    name = "stress-" + time.strftime("%Y-%m-%d")
+    (out / f"{name}.json").write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

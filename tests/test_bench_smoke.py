@@ -1,0 +1,38 @@
+"""Seconds-long runs of the benchmark and the stress harness, so they cannot rot (the real runs: make bench,
+make stress)."""
+
+import json
+import subprocess
+import sys
+
+from .conftest import REPO
+
+SMOKE = REPO / "bench" / "results" / "smoke"
+
+
+def _run(module: str, old: str) -> None:
+    for path in SMOKE.glob(old):
+        path.unlink()
+    proc = subprocess.run([sys.executable, "-m", module, "--smoke"], cwd=REPO, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def test_bench_smoke():
+    _run("bench.run", "cpu-*")
+    (result,) = [json.loads(p.read_text()) for p in SMOKE.glob("cpu-*.json")]
+    assert result["limit"]["sentiment"]["reviews_per_s"] > 0
+    assert all(r["statuses"].get("200") for r in result["service"]["one_per_request"])
+    assert result["naive"][0]["statuses"].get("200")
+    assert result["pos_in_process"]["pipeline_chars_per_s"] > 0
+    assert (SMOKE / f"{result['name']}.md").exists() and (SMOKE / f"{result['name']}.png").exists()
+
+
+def test_stress_smoke():
+    _run("bench.stress", "stress-*")
+    (result,) = [json.loads(p.read_text()) for p in SMOKE.glob("stress-*.json")]
+    assert result["schemathesis"]["passed"], result["schemathesis"]
+    assert result["overload"]["only_200_429_503"], result["overload"]
+    assert result["soak"]["errors"] == 0, result["soak"]
+    assert result["kill_worker"]["recovered"], result["kill_worker"]
+    assert result["sigterm"]["server_exit_code"] is not None
