@@ -14,6 +14,7 @@ from senpos.pos_tags import to_upos
 from senpos.runtime import ModelLoadError, length_buckets, make_session
 from senpos.text.chinese import Lexicon, Segmenter, char_keys, word_key, word_offsets
 from senpos.text.vocab import Vocab
+from senpos.viterbi import TagBigrams
 
 Encoded = tuple[np.ndarray, list[np.ndarray], np.ndarray]  # word ids, char ids per word, lexicon ids
 FILES = ("model.onnx", "words.json", "chars.json", "tags.json", "lexicon_tags.json", "jieba_dict.txt", "config.json")
@@ -79,6 +80,13 @@ class PosTagger:
         if meta.get("lexicon_tags", "[]") != json.dumps(lexicon_tags):
             raise ModelLoadError(f"{self.model_dir / 'lexicon_tags.json'}: lexicon tags do not match model.onnx")
         self.inputs = [i.name for i in self.session.get_inputs()]
+        bigrams = self.model_dir / "tag_bigrams.json"  # optional: constrained decoding, when dev said it pays
+        try:
+            self.bigrams = TagBigrams.load(bigrams) if bigrams.exists() else None
+        except (ValueError, KeyError) as e:
+            raise ModelLoadError(f"{bigrams}: invalid ({e})") from e
+        if self.bigrams is not None and self.bigrams.transitions.shape != (len(self.tags), len(self.tags)):
+            raise ModelLoadError(f"{bigrams}: {self.bigrams.transitions.shape} transitions for {len(self.tags)} tags")
         self.lexicon = Lexicon(lexicon_tags) if "lex" in self.inputs else None
         try:
             self.segmenter = Segmenter(self.model_dir / "jieba_dict.txt", hmm=bool(seg["hmm"]),
@@ -103,15 +111,16 @@ class PosTagger:
                 [np.asarray(self.chars.encode(char_keys(w)) or [1], dtype=np.int64) for w in words],
                 np.asarray(lex, dtype=np.int64))
 
-    def tag_encoded(self, encoded: Sequence[Encoded]) -> list[list[str]]:
-        """Tags for encoded sentences, in order; long ones are windowed, all batched by length."""
+    def scores_encoded(self, encoded: Sequence[Encoded]) -> list[np.ndarray]:
+        """Tag scores (words x tags) for encoded sentences, in order; long ones are windowed, all batched
+        by length and padded only to the longest of their batch."""
         pieces = []  # (sentence, start, end, keep_from, keep_to)
         for s, (w, *_) in enumerate(encoded):
             pieces += [(s, *win) for win in windows(len(w), self.max_words, self.context)]
-        out = [np.zeros(len(w), dtype=np.int64) for w, *_ in encoded]
+        out = [np.zeros((len(w), len(self.tags)), dtype=np.float32) for w, *_ in encoded]
         for batch in length_buckets([p[2] - p[1] for p in pieces], self.max_batch):
-            lengths = np.array([pieces[i][2] - pieces[i][1] for i in batch], dtype=np.int64)
-            max_len = max(int(lengths.max()), 1)
+            lengths = np.array([max(pieces[i][2] - pieces[i][1], 1) for i in batch], dtype=np.int64)
+            max_len = int(lengths.max())
             max_chars = max((len(c) for i in batch for c in encoded[pieces[i][0]][1][pieces[i][1] : pieces[i][2]]),
                             default=1)
             words = np.zeros((len(batch), max_len), dtype=np.int64)
@@ -123,14 +132,17 @@ class PosTagger:
                 lex[row, : end - start] = encoded[s][2][start:end]
                 for j, c in enumerate(encoded[s][1][start:end]):
                     chars[row, j, : len(c)] = c
-            if len(batch) and lengths.min() == 0:
-                lengths = np.maximum(lengths, 1)  # an empty sentence still runs; its tags are discarded
             feeds = {"words": words, "chars": chars, "lex": lex, "lengths": lengths}
-            best = self.session.run(None, {k: feeds[k] for k in self.inputs})[0].argmax(-1)
+            scores = self.session.run(None, {k: feeds[k] for k in self.inputs})[0]
             for row, i in enumerate(batch):
                 s, start, _, keep_from, keep_to = pieces[i]
-                out[s][keep_from:keep_to] = best[row, keep_from - start : keep_to - start]
-        return [[self.tags[t] for t in ids] for ids in out]
+                out[s][keep_from:keep_to] = scores[row, keep_from - start : keep_to - start]
+        return out
+
+    def tag_encoded(self, encoded: Sequence[Encoded]) -> list[list[str]]:
+        """Tags for encoded sentences, in order (Viterbi with the tag bigrams when the model ships them)."""
+        decode = self.bigrams.decode if self.bigrams else (lambda scores: scores.argmax(-1))
+        return [[self.tags[t] for t in decode(scores)] for scores in self.scores_encoded(encoded)]
 
     def tag(self, items: Sequence[str | Sequence[str]]) -> list[Tagged]:
         """Words, PFR tags and offsets for each text (or word list), in order."""
