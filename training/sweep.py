@@ -43,6 +43,9 @@ POS = {
     "h200_l2_char150": {"hidden": 200, "layers": 2, "char_filters": 150},
     "h128_l1_char50": {"hidden": 128, "layers": 1, "char_dim": 32, "char_filters": 50},
     "h256_l2_drop0.5": {"hidden": 256, "layers": 2, "dropout": 0.5},
+    # With the jieba lexicon feature (prepared with --min-word-freq 1), batches built in worker processes:
+    "lex_h200_l2": {"hidden": 200, "layers": 2, "loader_workers": 6},
+    "lex_h256_l2": {"hidden": 256, "layers": 2, "loader_workers": 6},
 }
 
 

@@ -43,6 +43,7 @@ class TrainConfig:
     device: str = "auto"
     max_train: int = 0
     time_budget_s: float = 0.0
+    loader_workers: int = 0  # >0: build batches in that many processes (worth it on a GPU machine)
     lr_decay: float = 0.5  # on an epoch without dev gain: go back to the best weights, lr *= lr_decay
     init_from: str = ""  # a checkpoint.pt to start from (fine-tuning at a lower lr, say)
 
@@ -75,6 +76,20 @@ def collate(batch: list[Example], device: torch.device, word_dropout: float = 0.
         for j, ch in enumerate(c):
             chars[i, j, : len(ch)] = torch.from_numpy(ch)
     return words.to(device), chars.to(device), lex.to(device), lengths.to(device), tags.to(device)
+
+
+class Batches(torch.utils.data.Dataset):
+    """One epoch's batches, built (collated) on demand, possibly in DataLoader worker processes."""
+
+    def __init__(self, examples: list[Example], batches: list[list[int]], word_dropout: float, seed: int):
+        self.examples, self.batches, self.word_dropout, self.seed = examples, batches, word_dropout, seed
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, k: int):
+        rng = np.random.default_rng([self.seed, k])  # word dropout is reproducible whoever builds the batch
+        return collate([self.examples[i] for i in self.batches[k]], torch.device("cpu"), self.word_dropout, rng)
 
 
 @torch.no_grad()
@@ -114,7 +129,7 @@ def train(prepared_dir: Path, run_dir: Path, cfg: TrainConfig) -> dict:
     log.info("device %s, %d parameters, %d train / %d dev windows", device, n_params, len(train_set), len(dev_set))
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     loss_fn = nn.CrossEntropyLoss(ignore_index=-100)
-    rng, np_rng = random.Random(cfg.seed), np.random.default_rng(cfg.seed)
+    rng = random.Random(cfg.seed)
     history, best, bad, started = [], -1.0, 0, time.time()
     for epoch in range(1, cfg.epochs + 1):
         if cfg.time_budget_s and time.time() - started > cfg.time_budget_s:
@@ -122,9 +137,11 @@ def train(prepared_dir: Path, run_dir: Path, cfg: TrainConfig) -> dict:
             break
         model.train()
         t0, total, seen = time.time(), 0.0, 0
-        for batch in tqdm(make_batches([len(s[0]) for s in train_set], cfg.batch_size, rng), desc=f"epoch {epoch}",
-                          leave=False, mininterval=5):
-            words, chars, lex, lengths, tags = collate([train_set[i] for i in batch], device, cfg.word_dropout, np_rng)
+        batches = Batches(train_set, make_batches([len(s[0]) for s in train_set], cfg.batch_size, rng),
+                          cfg.word_dropout, seed=cfg.seed * 1000 + epoch)
+        loader = torch.utils.data.DataLoader(batches, batch_size=None, num_workers=cfg.loader_workers)
+        for batch in tqdm(loader, desc=f"epoch {epoch}", leave=False, mininterval=5):
+            words, chars, lex, lengths, tags = (t.to(device, non_blocking=True) for t in batch)
             scores = model(words, chars, lex, lengths)
             loss = loss_fn(scores.reshape(-1, scores.size(-1)), tags.reshape(-1))
             opt.zero_grad(set_to_none=True)
