@@ -26,6 +26,23 @@ WINDOW_CONTEXT = 20
 SEGMENTATION = {"dictionary": "jieba_dict.txt (training corpus)", "hmm": False, "conventions": True}
 
 
+class HalfEmbedding(torch.nn.Module):
+    """The word embedding table stored in float16 (half the file size; the table is most of the model),
+    looked up and widened to float32. The PyTorch model gets the same rounding, so parity stays exact."""
+
+    def __init__(self, embedding: torch.nn.Embedding):
+        super().__init__()
+        self.weight = torch.nn.Parameter(embedding.weight.detach().half(), requires_grad=False)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.embedding(ids, self.weight).float()
+
+
+def halve_word_embeddings(model: Tagger) -> Tagger:
+    model.word_embedding = HalfEmbedding(model.word_embedding)
+    return model
+
+
 def load_checkpoint(run_dir: Path) -> tuple[Tagger, dict]:
     ckpt = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
     model = Tagger(TaggerConfig(**ckpt["model_config"]))
@@ -92,6 +109,7 @@ def export_onnx(model: Tagger, path: Path, words: Vocab, chars: Vocab, tags: lis
 
 def export(run_dir: Path, prepared_dir: Path, out_dir: Path) -> None:
     model, ckpt = load_checkpoint(run_dir)
+    model = halve_word_embeddings(model)
     words, chars = Vocab.load(prepared_dir / "words.json"), Vocab.load(prepared_dir / "chars.json")
     tags = json.loads((prepared_dir / "tags.json").read_text())
     if (len(words), len(chars), tags) != (model.cfg.n_words, model.cfg.n_chars, ckpt["tags"]):
@@ -112,6 +130,7 @@ def export(run_dir: Path, prepared_dir: Path, out_dir: Path) -> None:
         "max_words": ckpt["train_config"]["max_words"],
         "window_context": WINDOW_CONTEXT,
         "model": ckpt["model_config"],
+        "word_embeddings": "float16 in model.onnx, widened to float32 after lookup",
         "train_config": ckpt["train_config"],
         "onnx": {"inputs": ["words (batch, time) int64", "chars (batch, time, chars) int64", "lengths (batch,) int64"],
                  "output": "scores (batch, time, tags)", "opset": 17, "parity_max_abs_diff": parity},
