@@ -34,14 +34,30 @@ REPO = Path(__file__).resolve().parents[1]
 SHED = {"200", "429", "503"}
 
 
+def _tree(pid: int) -> list[psutil.Process]:
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
+def _safe(fn, default):
+    try:
+        return fn()
+    except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+        return default  # a worker that is exiting or being restarted
+
+
 def tree_rss_mb(pid: int) -> float:
-    proc = psutil.Process(pid)
-    return sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)]) / 2**20
+    return sum(_safe(lambda p=p: p.memory_info().rss, 0) for p in _tree(pid)) / 2**20
 
 
 def api_workers(pid: int) -> list[psutil.Process]:
-    return [p for p in psutil.Process(pid).children(recursive=True)
-            if "_bentoml_impl.worker.service" in " ".join(p.cmdline()) and "Models" not in " ".join(p.cmdline())]
+    """The API (Senpos) worker processes; the Models worker is left alone."""
+    out = []
+    for p in _tree(pid):
+        cmd = " ".join(_safe(p.cmdline, []))
+        if "_bentoml_impl.worker.service" in cmd and "Models" not in cmd:
+            out.append(p)
+    return out
 
 
 def saturation(base: str, payloads: list[dict], seconds: float) -> float:

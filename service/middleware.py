@@ -89,7 +89,12 @@ class JsonOnlyMiddleware:
 
 
 class RetryAfterMiddleware:
-    """Load shedding answers (503 from the batcher, 429 from the concurrency limit) tell clients when to retry."""
+    """Load-shedding answers tell clients when to retry: 429 (too many requests in flight) and 503 (the
+    batcher shed load, or the model service is restarting) get `Retry-After`, and a 503 gets a JSON body that
+    says so (BentoML's own says only "An unexpected error has occurred")."""
+
+    BODY_503 = json.dumps({"error": "service unavailable: overloaded, restarting or shutting down; "
+                                    "retry after the Retry-After seconds"}).encode()
 
     def __init__(self, app, seconds: int = 1):
         self.app = app
@@ -98,11 +103,22 @@ class RetryAfterMiddleware:
     async def __call__(self, scope: Scope, receive, send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        replacing = False
 
         async def with_retry_after(message):
+            nonlocal replacing
             if message["type"] == "http.response.start" and message["status"] in (429, 503):
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"retry-after"]
-                message = {**message, "headers": [*headers, (b"retry-after", self.value)]}
+                drop = (b"retry-after", b"content-length") if message["status"] == 503 else (b"retry-after",)
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in drop]
+                headers.append((b"retry-after", self.value))
+                if message["status"] == 503:
+                    replacing = True
+                    headers.append((b"content-length", str(len(self.BODY_503)).encode()))
+                message = {**message, "headers": headers}
+            elif message["type"] == "http.response.body" and replacing:
+                if message.get("more_body", False):
+                    return  # the original body is replaced as a whole when its last part comes
+                message = {"type": "http.response.body", "body": self.BODY_503}
             await send(message)
 
         await self.app(scope, receive, with_retry_after)

@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import aiohttp
 import bentoml
 import numpy as np
+from bentoml.exceptions import ServiceUnavailable
 
 from senpos.pos import PosTagger
 from senpos.pos_tags import to_upos
@@ -40,6 +42,15 @@ def check_models() -> None:
 if bentoml.server_context.worker_index is None:  # the serving process itself, not one of its workers
     check_models()
 BATCHING = {"batchable": True, "max_batch_size": SETTINGS.max_batch_size, "max_latency_ms": SETTINGS.max_latency_ms}
+
+
+async def model_call(call):
+    """Await a call to the Models service; if it cannot be reached (it is restarting after a crash, or shutting
+    down before this worker), answer 503 + Retry-After instead of a 500: the request may simply be retried."""
+    try:
+        return await call
+    except aiohttp.ClientConnectionError as e:
+        raise ServiceUnavailable("the model service is restarting or shutting down; retry shortly") from e
 
 
 @bentoml.service(workers=1, traffic={"timeout": SETTINGS.timeout_s})
@@ -86,14 +97,14 @@ class Senpos:
     async def sentiment(self, texts: Texts) -> list[dict]:
         """P(positive) for each English text, in order: `{"label": "positive"|"negative", "score": p}`."""
         seqs = await asyncio.to_thread(self.english.encode_many, texts)
-        scores = await self.models.to_async.score_ids([s.tolist() for s in seqs])
+        scores = await model_call(self.models.to_async.score_ids([s.tolist() for s in seqs]))
         return [{"label": "positive" if p >= 0.5 else "negative", "score": p} for p in scores]
 
     @bentoml.api(route="/pos-tag")
     async def pos_tag(self, texts: PosItems, upos: bool = False) -> list[dict]:
         """Words, PFR tags and [start, end) offsets for each item; `upos: true` adds Universal POS tags."""
         segmented, encoded = await asyncio.to_thread(self._segment, texts)
-        tags = await self.models.to_async.tag_ids(encoded)
+        tags = await model_call(self.models.to_async.tag_ids(encoded))
         out = []
         for (words, offsets), t in zip(segmented, tags, strict=True):
             item = {"words": words, "tags": t, "offsets": [list(o) for o in offsets]}

@@ -107,8 +107,30 @@ def test_body_limit_by_header_and_by_stream():
 @pytest.mark.parametrize("status,retry", [(503, True), (429, True), (200, False), (400, False)])
 def test_retry_after_on_load_shedding(status, retry):
     async def app(scope, receive, send):
-        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-length", b"2"), (b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": b"{}"})
 
     sent = asyncio.run(_call(RetryAfterMiddleware(app, seconds=1), b"", []))
     assert ((b"retry-after", b"1") in sent[0]["headers"]) is retry
+    body = b"".join(m.get("body", b"") for m in sent[1:])
+    length = dict(sent[0]["headers"])[b"content-length"]
+    assert int(length) == len(body)
+    assert (b"retry" in body) is (status == 503)
+
+
+def test_unreachable_model_service_is_503_not_500():
+    """Found by the stress run: during a SIGTERM the Models process stopped before the API workers, whose
+    in-flight calls to it then failed with 500. They are now 503 + Retry-After (tests/test_bench_smoke.py
+    checks the whole shutdown)."""
+    import aiohttp
+    from bentoml.exceptions import ServiceUnavailable
+
+    from service.service import model_call
+
+    async def dropped():
+        raise aiohttp.ServerDisconnectedError()
+
+    with pytest.raises(ServiceUnavailable) as info:
+        asyncio.run(model_call(dropped()))
+    assert info.value.error_code == 503
