@@ -20,18 +20,23 @@ from bench.loadgen import batch_stats, closed_loop, stats_delta
 from bench.payloads import reviews
 from tests.server import running_server
 
-GRID = [(16, 2000), (32, 2000), (64, 2000), (128, 2000), (64, 500)]
+# (max_batch_size, max_latency_ms, model threads, API workers)
+GRID = [(64, 2000, 1, 2), (64, 500, 1, 2), (64, 200, 1, 2), (32, 500, 1, 2), (128, 500, 1, 2),
+        (64, 500, 1, 3), (64, 500, 2, 2), (64, 500, 1, 1)]
 
 
-def measure(max_batch: int, max_latency: int, seconds: float, concurrency: int) -> dict:
+def measure(max_batch: int, max_latency: int, seconds: float, concurrency: int, threads: int = 0,
+            workers: int = 2) -> dict:
     payloads = [{"texts": [t]} for t in reviews(2000, seed=1)]
-    env = {"SENPOS_MAX_BATCH_SIZE": str(max_batch), "SENPOS_MAX_LATENCY_MS": str(max_latency)}
+    env = {"SENPOS_MAX_BATCH_SIZE": str(max_batch), "SENPOS_MAX_LATENCY_MS": str(max_latency),
+           "SENPOS_MODEL_THREADS": str(threads), "SENPOS_API_WORKERS": str(workers)}
     with running_server(env) as base:
         asyncio.run(closed_loop(base, "/sentiment", payloads, concurrency, 3, 1))  # warm-up
-        before = batch_stats(httpx.get(f"{base}/metrics").text, "score_ids")
+        before = batch_stats(httpx.get(f"{base}/metrics").text, "sentiment")
         run = asyncio.run(closed_loop(base, "/sentiment", payloads, concurrency, seconds, 1))
-        after = batch_stats(httpx.get(f"{base}/metrics").text, "score_ids")
-    return {"max_batch_size": max_batch, "max_latency_ms": max_latency, **run.summary(),
+        after = batch_stats(httpx.get(f"{base}/metrics").text, "sentiment")
+    return {"max_batch_size": max_batch, "max_latency_ms": max_latency, "model_threads": threads,
+            "api_workers": workers, **run.summary(),
             "server_batches": stats_delta(before, after)}
 
 
@@ -42,10 +47,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results/batching.json"))
     args = parser.parse_args()
     rows = []
-    for max_batch, max_latency in GRID:
-        row = measure(max_batch, max_latency, args.seconds, args.concurrency)
+    for max_batch, max_latency, threads, workers in GRID:
+        row = measure(max_batch, max_latency, args.seconds, args.concurrency, threads, workers)
         rows.append(row)
-        print(f"max_batch_size={max_batch:4d} max_latency_ms={max_latency:5d}: {row['items_per_s']:7.1f} reviews/s "
+        print(f"batch {max_batch:4d} latency {max_latency:5d} ms, model threads {threads}, API workers {workers}: "
+              f"{row['items_per_s']:7.1f} reviews/s "
               f"p50 {row['p50_ms']:6.1f} ms p99 {row['p99_ms']:7.1f} ms "
               f"mean batch {row['server_batches']['mean_batch']}", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)

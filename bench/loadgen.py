@@ -2,6 +2,8 @@
 
 Open-loop latency is measured from each request's *scheduled* send time, so a server that falls behind
 shows its queueing in the numbers (no coordinated omission). Every run is bounded in count and time.
+aiohttp, not httpx: on this 2-core machine httpx's client took a core by itself at 64 connections and its
+throughput fell as concurrency rose, which looked like a server collapse (bench/results/*.log).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-import httpx
+import aiohttp
 import numpy as np
 
 
@@ -47,13 +49,14 @@ def _cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-async def _send(client: httpx.AsyncClient, path: str, payload: dict, result: RunResult, t0: float) -> None:
+async def _send(client: aiohttp.ClientSession, path: str, payload: dict, result: RunResult, t0: float) -> None:
     try:
-        r = await client.post(path, json=payload)
-        status = str(r.status_code)
-    except httpx.TimeoutException:
+        async with client.post(path, json=payload) as r:
+            await r.read()
+            status = str(r.status)
+    except asyncio.TimeoutError:
         status = "timeout"
-    except httpx.HTTPError as e:
+    except aiohttp.ClientError as e:
         status = type(e).__name__
     latency = (time.perf_counter() - t0) * 1000
     result.statuses[int(status) if status.isdigit() else status] += 1
@@ -62,12 +65,16 @@ async def _send(client: httpx.AsyncClient, path: str, payload: dict, result: Run
     result.events.append((t0 - result.started, latency, status))
 
 
+def _session(base: str, timeout: float, connections: int) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(base_url=base, timeout=aiohttp.ClientTimeout(total=timeout),
+                                 connector=aiohttp.TCPConnector(limit=connections))
+
+
 async def closed_loop(base: str, path: str, payloads: list[dict], concurrency: int, seconds: float,
                       items_per_request: int, timeout: float = 30.0) -> RunResult:
     """`concurrency` workers, each sending its next request when the last one is answered."""
     result = RunResult("closed", concurrency, items_per_request, 0.0)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base, timeout=timeout, limits=limits) as client:
+    async with _session(base, timeout, concurrency) as client:
         start, cpu0 = time.perf_counter(), _cpu()
         result.started = start
         deadline = start + seconds
@@ -87,8 +94,7 @@ async def open_loop(base: str, path: str, payloads: list[dict], rate: float, sec
                     items_per_request: int, timeout: float = 30.0, max_in_flight: int = 2000) -> RunResult:
     """Requests scheduled at a constant `rate`; latency counts from the scheduled time."""
     result = RunResult("open", rate, items_per_request, 0.0)
-    limits = httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=256)
-    async with httpx.AsyncClient(base_url=base, timeout=timeout, limits=limits) as client:
+    async with _session(base, timeout, max_in_flight) as client:
         start, cpu0 = time.perf_counter(), _cpu()
         result.started = start
         tasks, n = [], int(rate * seconds)

@@ -175,18 +175,18 @@ def main() -> None:
         singles = [{"texts": [t]} for t in texts]
         batches = [{"texts": texts[i : i + 64]} for i in range(0, len(texts), 64)]
         service = {
-            "one_per_request": sweep(base, "/sentiment", singles, 1, one, seconds, "score_ids"),
+            "one_per_request": sweep(base, "/sentiment", singles, 1, one, seconds, "sentiment"),
             "batched_64": sweep(
-                base, "/sentiment", batches, 64, [1, 2] if args.smoke else [1, 2, 4], seconds, "score_ids"
+                base, "/sentiment", batches, 64, [1, 2] if args.smoke else [1, 2, 4], seconds, "sentiment"
             ),
         }
         saturation = max(r["items_per_s"] for r in service["one_per_request"])
         fractions = [0.5] if args.smoke else [0.25, 0.5, 0.75, 0.9, 1.1]
         service["open_loop"] = open_sweep(base, singles, saturation, fractions, seconds * 1.5)
         zh_singles = [{"texts": [t]} for t in zh]
-        service["pos_one_per_request"] = sweep(base, "/pos-tag", zh_singles, 1, [32], seconds, "tag_ids")
+        service["pos_one_per_request"] = sweep(base, "/pos-tag", zh_singles, 1, [32], seconds, "pos_tag")
         service["pos_batched_64"] = sweep(
-            base, "/pos-tag", [{"texts": zh[i : i + 64]} for i in range(0, len(zh), 64)], 64, [2], seconds, "tag_ids"
+            base, "/pos-tag", [{"texts": zh[i : i + 64]} for i in range(0, len(zh), 64)], 64, [2], seconds, "pos_tag"
         )
         for key in ("pos_one_per_request", "pos_batched_64"):
             for row in service[key]:

@@ -7,8 +7,8 @@
 | SENPOS_MAX_ITEMS | 256 | items per request |
 | SENPOS_MAX_TEXT_CHARS | 100000 | characters per text (or per word list, summed) |
 | SENPOS_MAX_BODY_BYTES | 16777216 | request body size (413 above it) |
-| SENPOS_API_WORKERS | 2 | API processes doing validation and tokenisation |
-| SENPOS_MODEL_THREADS | 0 | onnxruntime intra-op threads in the model process (0 = all cores) |
+| SENPOS_API_WORKERS | 2 | worker processes (each validates, tokenises, batches and runs both models) |
+| SENPOS_MODEL_THREADS | 1 | onnxruntime intra-op threads per worker (0 = all cores) |
 | SENPOS_MAX_BATCH_SIZE | 64 | adaptive batching: most items per model call |
 | SENPOS_MAX_LATENCY_MS | 2000 | adaptive batching: queueing budget before shedding load (503) |
 | SENPOS_MAX_CONCURRENCY | 256 | requests in flight per API process before 429 |
@@ -62,7 +62,7 @@ class Settings:
             max_text_chars=_int("SENPOS_MAX_TEXT_CHARS", 100_000),
             max_body_bytes=_int("SENPOS_MAX_BODY_BYTES", 16 * 2**20),
             api_workers=_int("SENPOS_API_WORKERS", 2),
-            model_threads=_int("SENPOS_MODEL_THREADS", 0),
+            model_threads=_int("SENPOS_MODEL_THREADS", 1),
             max_batch_size=_int("SENPOS_MAX_BATCH_SIZE", 64),
             max_latency_ms=_int("SENPOS_MAX_LATENCY_MS", 2000),
             max_concurrency=_int("SENPOS_MAX_CONCURRENCY", 256),

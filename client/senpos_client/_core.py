@@ -26,7 +26,7 @@ class PosResult:
     words: list[str]
     tags: list[str]  # PFR tagset
     offsets: list[tuple[int, int]]  # [start, end) into the input string (or the words' concatenation)
-    upos: list[str] | None = None  # Universal POS tags, when asked for
+    upos: list[str] | None = None  # Universal POS tags (the server sends them)
 
 
 @dataclass(frozen=True)
@@ -52,8 +52,8 @@ def chunks(items: Sequence, size: int) -> list[Sequence]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def pos_payload(items: Sequence[PosItem], upos: bool) -> dict:
-    return {"texts": [item if isinstance(item, str) else list(item) for item in items], "upos": upos}
+def pos_payload(items: Sequence[PosItem]) -> dict:
+    return {"texts": [item if isinstance(item, str) else list(item) for item in items]}
 
 
 def raise_for_response(response: httpx.Response) -> None:

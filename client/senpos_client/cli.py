@@ -51,10 +51,10 @@ def progress(done: int, total: int) -> None:
         sys.stderr.flush()
 
 
-def run(client: Client, command: str, items: list, upos: bool, batch: int) -> Iterator[dict]:
+def run(client: Client, command: str, items: list, batch: int) -> Iterator[dict]:
     for start in range(0, len(items), batch):
         chunk = items[start : start + batch]
-        results = client.sentiment(chunk) if command == "sentiment" else client.pos_tag(chunk, upos=upos)
+        results = client.sentiment(chunk) if command == "sentiment" else client.pos_tag(chunk)
         for item, result in zip(chunk, results, strict=True):
             yield {"input": item, **dataclasses.asdict(result)}
         progress(min(start + batch, len(items)), len(items))
@@ -74,8 +74,6 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--input", type=Path, help="a text file (one text per line) or JSON Lines")
         p.add_argument("--output", type=Path, help="write JSON Lines here (default: standard output)")
         p.add_argument("--batch", type=int, default=256, help="items per request")
-        if name == "pos-tag":
-            p.add_argument("--upos", action="store_true", help="add Universal POS tags")
     args = parser.parse_args(argv)
     items = read_items(args.input, args.command == "pos-tag") if args.input else list(args.texts)
     if not items:
@@ -84,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         out = stack.enter_context(open(args.output, "w", encoding="utf-8")) if args.output else sys.stdout
         client = stack.enter_context(Client(args.url, timeout=args.timeout, retries=args.retries))
         try:
-            for row in run(client, args.command, items, getattr(args, "upos", False), args.batch):
+            for row in run(client, args.command, items, args.batch):
                 out.write(json.dumps(row, ensure_ascii=False) + "\n")
         except SenposError as e:
             print(f"senpos: {e}", file=sys.stderr)

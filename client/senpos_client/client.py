@@ -39,9 +39,9 @@ class Client:
         return [r for chunk in chunks(list(texts), self.max_items)
                 for r in parse_sentiment(self._post("/sentiment", {"texts": list(chunk)}))]
 
-    def pos_tag(self, items: Sequence[PosItem], upos: bool = False) -> list[PosResult]:
+    def pos_tag(self, items: Sequence[PosItem]) -> list[PosResult]:
         return [r for chunk in chunks(list(items), self.max_items)
-                for r in parse_pos(self._post("/pos-tag", pos_payload(chunk, upos)))]
+                for r in parse_pos(self._post("/pos-tag", pos_payload(chunk)))]
 
     def wait_until_ready(self, timeout: float = 60.0, interval: float = 0.5) -> None:
         deadline = time.monotonic() + timeout
@@ -91,8 +91,8 @@ class AsyncClient:
         bodies = await self._map("/sentiment", [{"texts": list(c)} for c in chunks(list(texts), self.max_items)])
         return [r for body in bodies for r in parse_sentiment(body)]
 
-    async def pos_tag(self, items: Sequence[PosItem], upos: bool = False) -> list[PosResult]:
-        bodies = await self._map("/pos-tag", [pos_payload(c, upos) for c in chunks(list(items), self.max_items)])
+    async def pos_tag(self, items: Sequence[PosItem]) -> list[PosResult]:
+        bodies = await self._map("/pos-tag", [pos_payload(c) for c in chunks(list(items), self.max_items)])
         return [r for body in bodies for r in parse_pos(body)]
 
     async def wait_until_ready(self, timeout: float = 60.0, interval: float = 0.5) -> None:
