@@ -2,8 +2,9 @@
 
 Open-loop latency is measured from each request's *scheduled* send time, so a server that falls behind
 shows its queueing in the numbers (no coordinated omission). Every run is bounded in count and time.
-aiohttp, not httpx: on this 2-core machine httpx's client took a core by itself at 64 connections and its
-throughput fell as concurrency rose, which looked like a server collapse (bench/results/*.log).
+aiohttp, not httpx: on this 2-core machine an httpx client used 29% CPU at 32 connections (aiohttp: 7-12%) and
+its throughput fell as concurrency rose, which looked like a server collapse that was not there
+(bench/results/design-comparison-2026-11-26.txt).
 """
 
 from __future__ import annotations
