@@ -10,7 +10,7 @@
 | SENPOS_API_WORKERS | 2 | worker processes (each validates, tokenises, batches and runs both models) |
 | SENPOS_MODEL_THREADS | 1 | onnxruntime intra-op threads per worker (0 = all cores) |
 | SENPOS_MAX_BATCH_SIZE | 64 | adaptive batching: most items per model call |
-| SENPOS_MAX_LATENCY_MS | 500 | adaptive batching: queueing budget before shedding load (503) |
+| SENPOS_MAX_LATENCY_MS | 2000 | adaptive batching: queueing budget before shedding load (503) |
 | SENPOS_MAX_CONCURRENCY | 256 | requests in flight per API process before 429 |
 | SENPOS_TIMEOUT_S | 60 | per-request timeout |
 | SENPOS_PROVIDER | auto | onnxruntime provider: auto, cuda or cpu |
@@ -64,7 +64,7 @@ class Settings:
             api_workers=_int("SENPOS_API_WORKERS", 2),
             model_threads=_int("SENPOS_MODEL_THREADS", 1),
             max_batch_size=_int("SENPOS_MAX_BATCH_SIZE", 64),
-            max_latency_ms=_int("SENPOS_MAX_LATENCY_MS", 500),
+            max_latency_ms=_int("SENPOS_MAX_LATENCY_MS", 2000),
             max_concurrency=_int("SENPOS_MAX_CONCURRENCY", 256),
             timeout_s=_int("SENPOS_TIMEOUT_S", 60),
         )
