@@ -44,7 +44,7 @@ def markdown(result: dict) -> str:
     for name, value, ok in targets(result):
         lines.append(f"| {name} | {value} | {'yes' if ok else ('n/a' if ok is None else 'NO')} |")
     lines += ["", "## /sentiment", "", "| run | level | items/s | p50 ms | p95 ms | p99 ms | max ms | statuses | "
-              "mean server batch | loadgen CPU % |", "|---|---|---|---|---|---|---|---|---|---|"]
+              "requests per server batch | loadgen CPU % |", "|---|---|---|---|---|---|---|---|---|---|"]
     lim = result["limit"]["sentiment"]
     lines.append(f"| limit: ONNX alone, sorted batches of 64 | - | {lim['reviews_per_s']} | | | | | | 64 | |")
     groups = [("service, 1 item/request (closed)", svc["one_per_request"]),
