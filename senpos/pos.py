@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from senpos.pos_tags import to_upos
-from senpos.runtime import ModelLoadError, length_buckets, make_session
+from senpos.runtime import ModelLoadError, length_buckets, make_session, require_files
 from senpos.text.chinese import Lexicon, Segmenter, char_keys, word_key, word_offsets
 from senpos.text.vocab import Vocab
 from senpos.viterbi import TagBigrams
@@ -55,9 +55,7 @@ class PosTagger:
 
     def __init__(self, model_dir: str | Path, threads: int = 0, provider: str | None = None, max_batch: int = 64):
         self.model_dir = Path(model_dir)
-        for name in FILES:
-            if not (self.model_dir / name).is_file():
-                raise ModelLoadError(f"{self.model_dir / name}: required file is missing")
+        require_files(self.model_dir, FILES)
         try:
             self.config = json.loads((self.model_dir / "config.json").read_text(encoding="utf-8"))
             self.tags = json.loads((self.model_dir / "tags.json").read_text(encoding="utf-8"))

@@ -15,6 +15,12 @@ class ModelLoadError(RuntimeError):
     """A model directory is missing a file, holds a corrupt one, or its parts do not match."""
 
 
+def require_files(model_dir: Path, names: Sequence[str]) -> None:
+    for name in names:
+        if not (model_dir / name).is_file():
+            raise ModelLoadError(f"{model_dir / name}: required file is missing")
+
+
 def gpu_visible(env: dict[str, str] | None = None, dev: str = "/dev") -> bool:
     """True when an NVIDIA device node exists and CUDA_VISIBLE_DEVICES does not hide every GPU."""
     env = os.environ if env is None else env

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from senpos.runtime import ModelLoadError, length_buckets, make_session
+from senpos.runtime import ModelLoadError, length_buckets, make_session, require_files
 from senpos.text.english import tokenize, tokenize_many, truncate
 from senpos.text.vocab import Vocab
 
@@ -26,9 +26,7 @@ class SentimentPredictor:
 
     def __init__(self, model_dir: str | Path, threads: int = 0, provider: str | None = None, max_batch: int = 64):
         self.model_dir = Path(model_dir)
-        for name in FILES:
-            if not (self.model_dir / name).is_file():
-                raise ModelLoadError(f"{self.model_dir / name}: required file is missing")
+        require_files(self.model_dir, FILES)
         try:
             self.config = json.loads((self.model_dir / "config.json").read_text(encoding="utf-8"))
             self.max_tokens = int(self.config["preprocessing"]["max_tokens"])

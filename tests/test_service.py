@@ -171,34 +171,26 @@ def test_server_still_serves_after_bad_input(client):
     assert client.post("/sentiment", json={"texts": ["Still here."]}).status_code == 200
 
 
-def test_corrupt_model_stops_the_server_at_start(tmp_path):
+def _serve_broken_sentiment(tmp_path, breakage) -> subprocess.CompletedProcess:
+    """`bentoml serve` with a damaged copy of the sentiment model; it must exit, not serve."""
     broken = tmp_path / "sentiment"
     shutil.copytree(REPO / "models" / "sentiment", broken)
-    (broken / "model.onnx").write_bytes(b"\x08\x01corrupt")
-    proc = subprocess.run(
-        serve_command(0),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "SENPOS_SENTIMENT_MODEL": str(broken)},
-    )
+    breakage(broken)
+    return subprocess.run(serve_command(0), cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "SENPOS_SENTIMENT_MODEL": str(broken)})
+
+
+def test_corrupt_model_stops_the_server_at_start(tmp_path):
+    proc = _serve_broken_sentiment(tmp_path, lambda d: (d / "model.onnx").write_bytes(b"\x08\x01corrupt"))
     assert proc.returncode != 0
-    assert f"{broken / 'model.onnx'}" in proc.stdout + proc.stderr
+    assert f"{tmp_path / 'sentiment' / 'model.onnx'}" in proc.stdout + proc.stderr
 
 
 def test_mismatched_vocabulary_stops_the_server_at_start(tmp_path):
-    broken = tmp_path / "sentiment"
-    shutil.copytree(REPO / "models" / "sentiment", broken)
-    vocab = json.loads((broken / "vocab.json").read_text())
-    vocab["itos"][5], vocab["itos"][6] = vocab["itos"][6], vocab["itos"][5]
-    (broken / "vocab.json").write_text(json.dumps(vocab))
-    proc = subprocess.run(
-        serve_command(0),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "SENPOS_SENTIMENT_MODEL": str(broken)},
-    )
+    def swap_two_words(d):
+        vocab = json.loads((d / "vocab.json").read_text())
+        vocab["itos"][5], vocab["itos"][6] = vocab["itos"][6], vocab["itos"][5]
+        (d / "vocab.json").write_text(json.dumps(vocab))
+
+    proc = _serve_broken_sentiment(tmp_path, swap_two_words)
     assert proc.returncode != 0 and "does not match" in proc.stdout + proc.stderr
