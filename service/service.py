@@ -42,7 +42,8 @@ if bentoml.server_context.worker_index is None:  # the serving process itself, n
 
 
 @bentoml.service(workers=SETTINGS.api_workers,
-                 traffic={"timeout": SETTINGS.timeout_s, "max_concurrency": SETTINGS.max_concurrency})
+                 traffic={"timeout": SETTINGS.timeout_s, "max_concurrency": SETTINGS.max_concurrency},
+                 logging={"access": {"enabled": SETTINGS.access_log}})
 class Senpos:
     """English sentiment and Chinese POS tagging."""
 

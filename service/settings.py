@@ -13,6 +13,7 @@
 | SENPOS_MAX_LATENCY_MS | 2000 | adaptive batching: queueing budget before shedding load (503) |
 | SENPOS_MAX_CONCURRENCY | 256 | requests in flight per API process before 429 |
 | SENPOS_TIMEOUT_S | 60 | per-request timeout |
+| SENPOS_ACCESS_LOG | 1 | one log line per request (0 turns it off) |
 | SENPOS_PROVIDER | auto | onnxruntime provider: auto, cuda or cpu |
 """
 
@@ -52,6 +53,7 @@ class Settings:
     max_latency_ms: int
     max_concurrency: int
     timeout_s: int
+    access_log: bool
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -67,6 +69,7 @@ class Settings:
             max_latency_ms=_int("SENPOS_MAX_LATENCY_MS", 2000),
             max_concurrency=_int("SENPOS_MAX_CONCURRENCY", 256),
             timeout_s=_int("SENPOS_TIMEOUT_S", 60),
+            access_log=bool(_int("SENPOS_ACCESS_LOG", 1)),
         )
 
 
