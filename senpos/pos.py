@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from senpos.pos_tags import to_upos
-from senpos.runtime import ModelLoadError, length_buckets, make_session, require_files
+from senpos.runtime import ModelLoadError, make_session, measure_cost, plan_batches, require_files
 from senpos.text.chinese import Lexicon, Segmenter, char_keys, word_key, word_offsets
 from senpos.text.vocab import Vocab
 from senpos.viterbi import TagBigrams
@@ -93,6 +93,13 @@ class PosTagger:
             raise ModelLoadError(f"{self.model_dir / 'jieba_dict.txt'}: cannot load ({e})") from e
         self.max_batch = max_batch
         self.provider = self.session.get_providers()[0]
+        self.cost = measure_cost(lambda n, length: self._run(
+            np.ones((n, length), dtype=np.int64), np.ones((n, length, 2), dtype=np.int64),
+            np.zeros((n, length), dtype=np.int64), np.full(n, length, dtype=np.int64)))
+
+    def _run(self, words: np.ndarray, chars: np.ndarray, lex: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        feeds = {"words": words, "chars": chars, "lex": lex, "lengths": lengths}
+        return self.session.run(None, {k: feeds[k] for k in self.inputs})[0]
 
     def segment(self, item: str | Sequence[str]) -> tuple[list[str], list[tuple[int, int]]]:
         """A raw text is segmented; a word list is kept exactly, offsets into its concatenation."""
@@ -110,13 +117,13 @@ class PosTagger:
                 np.asarray(lex, dtype=np.int64))
 
     def scores_encoded(self, encoded: Sequence[Encoded]) -> list[np.ndarray]:
-        """Tag scores (words x tags) for encoded sentences, in order; long ones are windowed, all batched
-        by length and padded only to the longest of their batch."""
+        """Tag scores (words x tags) for encoded sentences, in order; long ones are windowed, and the windows
+        batched with others of similar length (runtime.plan_batches), padded only to the longest of their batch."""
         pieces = []  # (sentence, start, end, keep_from, keep_to)
         for s, (w, *_) in enumerate(encoded):
             pieces += [(s, *win) for win in windows(len(w), self.max_words, self.context)]
         out = [np.zeros((len(w), len(self.tags)), dtype=np.float32) for w, *_ in encoded]
-        for batch in length_buckets([p[2] - p[1] for p in pieces], self.max_batch):
+        for batch in plan_batches([p[2] - p[1] for p in pieces], self.max_batch, self.cost):
             lengths = np.array([max(pieces[i][2] - pieces[i][1], 1) for i in batch], dtype=np.int64)
             max_len = int(lengths.max())
             max_chars = max((len(c) for i in batch for c in encoded[pieces[i][0]][1][pieces[i][1] : pieces[i][2]]),
@@ -130,8 +137,7 @@ class PosTagger:
                 lex[row, : end - start] = encoded[s][2][start:end]
                 for j, c in enumerate(encoded[s][1][start:end]):
                     chars[row, j, : len(c)] = c
-            feeds = {"words": words, "chars": chars, "lex": lex, "lengths": lengths}
-            scores = self.session.run(None, {k: feeds[k] for k in self.inputs})[0]
+            scores = self._run(words, chars, lex, lengths)
             for row, i in enumerate(batch):
                 s, start, _, keep_from, keep_to = pieces[i]
                 out[s][keep_from:keep_to] = scores[row, keep_from - start : keep_to - start]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -66,10 +68,63 @@ def make_session(path: Path, threads: int = 0, want: str | None = None):
     return session
 
 
-def length_buckets(lengths: Sequence[int], max_batch: int) -> list[list[int]]:
-    """Indices sorted by length and cut into batches of at most `max_batch`.
+@dataclass(frozen=True)
+class BatchCost:
+    """Seconds for one model call over a padded batch of `n` rows and `length` steps, as a straight-line fit:
+    length * (step + row_step * n) + call. A recurrent model pays `step` once per time step whatever the batch
+    (the fixed cost batching shares) and `row_step` for every row, padding included (the cost padding wastes).
+    Past `max_rows` rows a CPU gets slower per row again (the batch falls out of cache), so no batch is wider."""
 
-    Each batch is then padded only to its own longest member, never to a global maximum.
+    step: float
+    row_step: float
+    call: float
+    max_rows: int = 64
+
+    def __call__(self, n: int, length: int) -> float:
+        return length * (self.step + self.row_step * n) + self.call
+
+
+def measure_cost(run: Callable[[int, int], object], repeats: int = 5) -> BatchCost:
+    """Fit a BatchCost for this model on this machine by timing `run(n, length)` on dummy inputs (~0.1 s)."""
+
+    def best(n: int, length: int) -> float:
+        run(n, length)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            run(n, length)
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    short, long = best(1, 8), best(1, 64)
+    wide = {n: best(n, 64) for n in (8, 16, 32, 64)}
+    per_step_one_row = max((long - short) / 56, 1e-9)
+    row_step = max((wide[8] - long) / (64 * 7), 0.0)
+    cheapest = min(t / n for n, t in wide.items())
+    max_rows = max(n for n, t in wide.items() if t / n <= 1.03 * cheapest)
+    return BatchCost(step=max(per_step_one_row - row_step, 0.0), row_step=row_step,
+                     call=max(short - 8 * per_step_one_row, 0.0), max_rows=max_rows)
+
+
+def plan_batches(lengths: Sequence[int], max_batch: int, cost: BatchCost) -> list[list[int]]:
+    """Cut items into model calls of at most `max_batch` rows with the least total `cost`.
+
+    Items are sorted by length and each call takes a run of neighbours, padded only to its own longest, so the
+    plan only decides where to cut; dynamic programming finds the cheapest cuts. On a CPU, where one row costs
+    almost as much alone as in a batch, this gives small batches of similar length; on a GPU, large ones.
     """
+    max_batch = min(max_batch, cost.max_rows)
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    return [order[i : i + max_batch] for i in range(0, len(order), max_batch)]
+    total = [0.0] + [float("inf")] * len(order)  # total[j]: cheapest plan for the j shortest items
+    cut = [0] * (len(order) + 1)
+    for j in range(1, len(order) + 1):
+        longest = lengths[order[j - 1]]
+        for i in range(max(0, j - max_batch), j):
+            c = total[i] + cost(j - i, longest)
+            if c < total[j]:
+                total[j], cut[j] = c, i
+    batches, j = [], len(order)
+    while j > 0:
+        batches.append(order[cut[j] : j])
+        j = cut[j]
+    return batches[::-1]

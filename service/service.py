@@ -1,11 +1,12 @@
-"""senpos HTTP API: POST /sentiment and POST /pos-tag, with BentoML's adaptive batching.
+"""senpos HTTP API: POST /sentiment and POST /pos-tag, with adaptive batching.
 
 One service, `SENPOS_API_WORKERS` processes. In each, requests are validated (service/schemas.py) and then
-batched: BentoML's dispatcher joins the items of concurrent requests into one call, which tokenises them and
-runs them through onnxruntime in length-sorted buckets, and hands each request its own results back in order.
-Tokenisation of one batch overlaps the model work of another because the processes run in parallel.
-Measured on this 2-core machine, this beat a composition (API processes calling a separate batching model
-service through `bentoml.depends`) by 1.9x: the extra HTTP hop per call cost more CPU than it saved (README).
+batched (service/batching.py): whenever a model is free, the items of every queued request go to it in one
+call, which tokenises them and runs them through onnxruntime in length-sorted buckets; each request gets its
+own results back in order. When the queue ahead is longer than SENPOS_MAX_QUEUE_MS, a request is refused at
+once with 503 and Retry-After instead of waiting.
+Measured on this 2-core machine, one service beat a composition (API processes calling a separate batching
+model service through `bentoml.depends`) by 1.9x: the extra HTTP hop per call cost more CPU than it saved.
 """
 
 from __future__ import annotations
@@ -13,17 +14,35 @@ from __future__ import annotations
 import logging
 
 import bentoml
+from bentoml.exceptions import ServiceUnavailable
 
 from senpos.pos import PosTagger
 from senpos.pos_tags import to_upos
 from senpos.runtime import ModelLoadError
 from senpos.sentiment import SentimentPredictor
-from service.middleware import BodyLimitMiddleware, JsonOnlyMiddleware, RetryAfterMiddleware, docs_app
+from service.batching import Batcher, Overloaded
+from service.middleware import (
+    BodyLimitMiddleware,
+    JsonOnlyMiddleware,
+    RebalanceMiddleware,
+    RetryAfterMiddleware,
+    ShedLoadMiddleware,
+    docs_app,
+)
 from service.schemas import PosItems, Texts
 from service.settings import SETTINGS
 
 log = logging.getLogger("senpos")
-BATCHING = {"batchable": True, "max_batch_size": SETTINGS.max_batch_size, "max_latency_ms": SETTINGS.max_latency_ms}
+BATCHERS: dict[str, Batcher] = {}  # route -> its batcher, in this worker process (read by ShedLoadMiddleware)
+BATCH_SIZE = bentoml.metrics.Histogram(
+    name="senpos_batch_size", documentation="Items per model call (adaptive batching)", labelnames=["endpoint"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
+QUEUE_WAIT = bentoml.metrics.Histogram(
+    name="senpos_queue_wait_seconds", documentation="Time the oldest request of a batch waited for the model",
+    labelnames=["endpoint"], buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
+SHED = bentoml.metrics.Counter(
+    name="senpos_shed_requests", documentation="Requests refused with 503 because the queue was full",
+    labelnames=["endpoint"])
 
 
 def check_models() -> None:
@@ -41,6 +60,22 @@ if bentoml.server_context.worker_index is None:  # the serving process itself, n
     check_models()
 
 
+def _batcher(endpoint: str, fn) -> Batcher:
+    def record(items: int, waited_s: float, _running_s: float) -> None:
+        BATCH_SIZE.labels(endpoint=endpoint).observe(items)
+        QUEUE_WAIT.labels(endpoint=endpoint).observe(waited_s)
+
+    return Batcher(fn, SETTINGS.max_batch_size, SETTINGS.max_queue_ms / 1000, SETTINGS.model_calls,
+                   on_batch=record, on_shed=SHED.labels(endpoint=endpoint).inc)
+
+
+async def _run(batcher: Batcher, items: list) -> list[dict]:
+    try:
+        return await batcher(items)
+    except Overloaded as e:  # the queue filled between ShedLoadMiddleware's check and here
+        raise ServiceUnavailable(str(e)) from None
+
+
 @bentoml.service(workers=SETTINGS.api_workers,
                  traffic={"timeout": SETTINGS.timeout_s, "max_concurrency": SETTINGS.max_concurrency},
                  logging={"access": {"enabled": SETTINGS.access_log}})
@@ -54,24 +89,34 @@ class Senpos:
         log.info("models loaded: sentiment on %s, pos on %s", self.english.provider, self.chinese.provider)
         self.english.predict(["warm-up review"] * 4)
         self.chinese.tag(["预热句子。", ["预热"]])
+        self.sentiment_batcher = BATCHERS["/sentiment"] = _batcher("sentiment", self._sentiment)
+        self.pos_batcher = BATCHERS["/pos-tag"] = _batcher("pos_tag", self._pos_tag)
         self.ready = True
 
     def __is_ready__(self) -> bool:
         return getattr(self, "ready", False)
 
-    @bentoml.api(route="/sentiment", **BATCHING)
-    def sentiment(self, texts: Texts) -> list[dict]:
+    @bentoml.api(route="/sentiment")
+    async def sentiment(self, texts: Texts) -> list[dict]:
         """P(positive) for each English text, in order: `{"label": "positive"|"negative", "score": p}`."""
+        return await _run(self.sentiment_batcher, texts)
+
+    @bentoml.api(route="/pos-tag")
+    async def pos_tag(self, texts: PosItems) -> list[dict]:
+        """Words, PFR tags, Universal POS tags and [start, end) offsets for each item, in order."""
+        return await _run(self.pos_batcher, texts)
+
+    def _sentiment(self, texts: list[str]) -> list[dict]:
         scores = self.english.predict(texts)
         return [{"label": "positive" if p >= 0.5 else "negative", "score": float(p)} for p in scores]
 
-    @bentoml.api(route="/pos-tag", **BATCHING)
-    def pos_tag(self, texts: PosItems) -> list[dict]:
-        """Words, PFR tags, Universal POS tags and [start, end) offsets for each item, in order."""
+    def _pos_tag(self, items: list[str | list[str]]) -> list[dict]:
         return [{"words": r.words, "tags": r.tags, "upos": [to_upos(t) for t in r.tags],
-                 "offsets": [list(o) for o in r.offsets]} for r in self.chinese.tag(texts)]
+                 "offsets": [list(o) for o in r.offsets]} for r in self.chinese.tag(items)]
 
 
+Senpos.add_asgi_middleware(RebalanceMiddleware, every=SETTINGS.keepalive_requests)
+Senpos.add_asgi_middleware(ShedLoadMiddleware, batchers=BATCHERS)
 Senpos.add_asgi_middleware(JsonOnlyMiddleware)
 Senpos.add_asgi_middleware(BodyLimitMiddleware, max_bytes=SETTINGS.max_body_bytes)
 Senpos.add_asgi_middleware(RetryAfterMiddleware, seconds=1)

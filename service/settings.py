@@ -8,11 +8,13 @@
 | SENPOS_MAX_TEXT_CHARS | 100000 | characters per text (or per word list, summed) |
 | SENPOS_MAX_BODY_BYTES | 16777216 | request body size (413 above it) |
 | SENPOS_API_WORKERS | 2 | worker processes (each validates, tokenises, batches and runs both models) |
-| SENPOS_MODEL_THREADS | 1 | onnxruntime intra-op threads per worker (0 = all cores) |
+| SENPOS_MODEL_THREADS | 1 | onnxruntime intra-op threads per model call (0 = all cores) |
+| SENPOS_MODEL_CALLS | 1 | model calls in flight at once per worker and model, each on its own thread |
 | SENPOS_MAX_BATCH_SIZE | 64 | adaptive batching: most items per model call |
-| SENPOS_MAX_LATENCY_MS | 2000 | adaptive batching: queueing budget before shedding load (503) |
+| SENPOS_MAX_QUEUE_MS | 1000 | adaptive batching: expected queueing above which a request is refused (503) |
 | SENPOS_MAX_CONCURRENCY | 256 | requests in flight per API process before 429 |
 | SENPOS_TIMEOUT_S | 60 | per-request timeout |
+| SENPOS_KEEPALIVE_REQUESTS | 100 | mean requests per connection before the client is asked to reconnect (0: never) |
 | SENPOS_ACCESS_LOG | 1 | one log line per request (0 turns it off) |
 | SENPOS_PROVIDER | auto | onnxruntime provider: auto, cuda or cpu |
 """
@@ -49,10 +51,12 @@ class Settings:
     max_body_bytes: int
     api_workers: int
     model_threads: int
+    model_calls: int
     max_batch_size: int
-    max_latency_ms: int
+    max_queue_ms: int
     max_concurrency: int
     timeout_s: int
+    keepalive_requests: int
     access_log: bool
 
     @classmethod
@@ -65,10 +69,12 @@ class Settings:
             max_body_bytes=_int("SENPOS_MAX_BODY_BYTES", 16 * 2**20),
             api_workers=_int("SENPOS_API_WORKERS", 2),
             model_threads=_int("SENPOS_MODEL_THREADS", 1),
+            model_calls=_int("SENPOS_MODEL_CALLS", 1),
             max_batch_size=_int("SENPOS_MAX_BATCH_SIZE", 64),
-            max_latency_ms=_int("SENPOS_MAX_LATENCY_MS", 2000),
+            max_queue_ms=_int("SENPOS_MAX_QUEUE_MS", 1000),
             max_concurrency=_int("SENPOS_MAX_CONCURRENCY", 256),
             timeout_s=_int("SENPOS_TIMEOUT_S", 60),
+            keepalive_requests=_int("SENPOS_KEEPALIVE_REQUESTS", 100),
             access_log=bool(_int("SENPOS_ACCESS_LOG", 1)),
         )
 

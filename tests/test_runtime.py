@@ -6,7 +6,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from senpos.runtime import CPU, CUDA, ModelLoadError, choose_providers, gpu_visible, length_buckets
+from senpos.runtime import (
+    CPU,
+    CUDA,
+    BatchCost,
+    ModelLoadError,
+    choose_providers,
+    gpu_visible,
+    measure_cost,
+    plan_batches,
+)
 from senpos.sentiment import SentimentPredictor
 from service.middleware import BodyLimitMiddleware, RetryAfterMiddleware
 
@@ -39,11 +48,34 @@ def test_gpu_visible_respects_cuda_visible_devices(tmp_path):
     assert not gpu_visible({}, dev=str(tmp_path / "nothing"))
 
 
-def test_length_buckets_sort_and_cap():
+def test_plan_batches_when_calls_are_expensive_sorts_and_fills_batches():
+    gpu_like = BatchCost(step=1.0, row_step=0.0, call=1.0)  # a row more is free: only calls and steps cost
     lengths = [5, 1, 9, 3, 7, 2]
-    buckets = length_buckets(lengths, 4)
-    assert buckets == [[1, 5, 3, 0], [4, 2]]
-    assert sorted(i for b in buckets for i in b) == list(range(6))
+    # Two calls are the fewest for 6 rows of at most 4; the long call pays 9 steps, so the short one
+    # takes as many of the shortest rows as fit: 2 + 9 steps + 2 calls.
+    assert plan_batches(lengths, 4, gpu_like) == [[1, 5], [3, 0, 4, 2]]
+
+
+def test_plan_batches_keeps_short_items_out_of_long_batches():
+    cpu_like = BatchCost(step=1.0, row_step=1.0, call=0.0)  # padding a short row to a long one costs
+    lengths = [10, 400, 10, 400, 10]
+    assert plan_batches(lengths, 64, cpu_like) == [[0, 2, 4], [1, 3]]
+
+
+def test_plan_batches_respects_the_widest_efficient_batch():
+    cost = BatchCost(step=1.0, row_step=0.0, call=0.0, max_rows=2)
+    assert [len(b) for b in plan_batches([7] * 5, 64, cost)] in ([1, 2, 2], [2, 1, 2], [2, 2, 1])
+    assert plan_batches([], 8, cost) == []
+
+
+def test_measure_cost_recovers_a_known_cost():
+    import time
+
+    def fake_run(n: int, length: int) -> None:  # 20 us per step + 10 us per row-step + 1 ms per call
+        time.sleep(length * (20e-6 + 10e-6 * n) + 1e-3)
+
+    cost = measure_cost(fake_run, repeats=2)
+    assert 10e-6 < cost.step < 40e-6 and 4e-6 < cost.row_step < 20e-6 and cost.call < 3e-3
 
 
 class RecordingSession:

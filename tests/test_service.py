@@ -79,7 +79,7 @@ def test_answers_do_not_depend_on_the_request(client):
 def _batch_counts(client) -> dict[str, tuple[float, float]]:
     out = {}
     for line in client.get("/metrics").text.splitlines():
-        m = re.match(r'bentoml_service_adaptive_batch_size_(sum|count)\{.*method_name="(\w+)".*\} ([0-9.e+]+)', line)
+        m = re.match(r'senpos_batch_size_(sum|count)\{.*endpoint="(\w+)".*\} ([0-9.e+]+)', line)
         if m:
             kind, method, value = m.groups()
             s, c = out.get(method, (0.0, 0.0))
