@@ -110,20 +110,20 @@ async def open_loop(base: str, path: str, payloads: list[dict], rate: float, sec
     return result
 
 
-def batch_stats(metrics_text: str, method: str) -> dict:
-    """The server's adaptive batch sizes for `method` from /metrics (summed over workers):
-    {"sum": items, "count": model calls, "buckets": {le: cumulative count}}."""
+def batch_stats(metrics_text: str, endpoint: str) -> dict:
+    """The server's adaptive batch sizes for `endpoint` ("sentiment" or "pos_tag") from /metrics, summed over
+    workers: {"sum": items, "count": model calls, "buckets": {le: cumulative count}}."""
     out: dict = {"sum": 0.0, "count": 0.0, "buckets": {}}
     for line in metrics_text.splitlines():
-        if not line.startswith("bentoml_service_adaptive_batch_size") or f'method_name="{method}"' not in line:
+        if not line.startswith("senpos_batch_size") or f'endpoint="{endpoint}"' not in line:
             continue
         value = float(line.rsplit(" ", 1)[1])
-        if line.startswith("bentoml_service_adaptive_batch_size_bucket"):
+        if line.startswith("senpos_batch_size_bucket"):
             le = line.split('le="')[1].split('"')[0]
             out["buckets"][le] = out["buckets"].get(le, 0.0) + value
-        elif line.startswith("bentoml_service_adaptive_batch_size_sum"):
+        elif line.startswith("senpos_batch_size_sum"):
             out["sum"] += value
-        elif line.startswith("bentoml_service_adaptive_batch_size_count"):
+        elif line.startswith("senpos_batch_size_count"):
             out["count"] += value
     return out
 

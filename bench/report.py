@@ -44,9 +44,11 @@ def markdown(result: dict) -> str:
     for name, value, ok in targets(result):
         lines.append(f"| {name} | {value} | {'yes' if ok else ('n/a' if ok is None else 'NO')} |")
     lines += ["", "## /sentiment", "", "| run | level | items/s | p50 ms | p95 ms | p99 ms | max ms | statuses | "
-              "requests per server batch | loadgen CPU % |", "|---|---|---|---|---|---|---|---|---|---|"]
+              "items per model call | loadgen CPU % |", "|---|---|---|---|---|---|---|---|---|---|"]
     lim = result["limit"]["sentiment"]
-    lines.append(f"| limit: ONNX alone, sorted batches of 64 | - | {lim['reviews_per_s']} | | | | | | 64 | |")
+    lines.append(f"| limit: ONNX alone, length-sorted batches (one process on all cores: "
+                 f"{lim.get('one_process_all_cores', '-')}; one process per core: "
+                 f"{lim.get('one_process_per_core', '-')}) | - | {lim['reviews_per_s']} | | | | | | | |")
     groups = [("service, 1 item/request (closed)", svc["one_per_request"]),
               ("service, 64 items/request (closed)", svc["batched_64"]),
               ("service, 1 item/request (open loop, req/s)", svc["open_loop"]),

@@ -121,3 +121,5 @@ Senpos.add_asgi_middleware(JsonOnlyMiddleware)
 Senpos.add_asgi_middleware(BodyLimitMiddleware, max_bytes=SETTINGS.max_body_bytes)
 Senpos.add_asgi_middleware(RetryAfterMiddleware, seconds=1)
 Senpos.mount_asgi_app(docs_app(lambda: Senpos.openapi_spec), path="/docs", name="docs")
+for _api in Senpos.apis.values():  # else BentoML rebuilds each output's JSON schema per response to find its
+    _api.output_spec.media_type = "application/json"  # media type: 4% of the CPU under load (py-spy)
