@@ -12,7 +12,7 @@
 | SENPOS_MODEL_CALLS | 1 | model calls in flight at once per worker and model, each on its own thread |
 | SENPOS_MAX_BATCH_SIZE | 64 | adaptive batching: most items per model call |
 | SENPOS_MAX_QUEUE_MS | 1000 | adaptive batching: expected queueing above which a request is refused (503) |
-| SENPOS_MAX_CONCURRENCY | 256 | requests in flight per API process before 429 |
+| SENPOS_MAX_CONCURRENCY | 1024 | requests in flight in the service (split over the workers) before 429 |
 | SENPOS_TIMEOUT_S | 60 | per-request timeout |
 | SENPOS_KEEPALIVE_REQUESTS | 100 | mean requests per connection before the client is asked to reconnect (0: never) |
 | SENPOS_ACCESS_LOG | 1 | one log line per request (0 turns it off) |
@@ -72,7 +72,7 @@ class Settings:
             model_calls=_int("SENPOS_MODEL_CALLS", 1),
             max_batch_size=_int("SENPOS_MAX_BATCH_SIZE", 64),
             max_queue_ms=_int("SENPOS_MAX_QUEUE_MS", 1000),
-            max_concurrency=_int("SENPOS_MAX_CONCURRENCY", 256),
+            max_concurrency=_int("SENPOS_MAX_CONCURRENCY", 1024),
             timeout_s=_int("SENPOS_TIMEOUT_S", 60),
             keepalive_requests=_int("SENPOS_KEEPALIVE_REQUESTS", 100),
             access_log=bool(_int("SENPOS_ACCESS_LOG", 1)),
