@@ -29,6 +29,7 @@ class RunResult:
     statuses: Counter = field(default_factory=Counter)
     client_cpu_s: float = 0.0
     events: list[tuple[float, float, str]] = field(default_factory=list)  # (sent at s, latency ms, status)
+    send_lag_ms: list[float] = field(default_factory=list)  # open loop: how late the load generator sent each
     started: float = 0.0
 
     def summary(self) -> dict:
@@ -42,6 +43,9 @@ class RunResult:
             "p99_ms": round(float(np.percentile(lat, 99)), 1), "max_ms": round(float(np.max(lat)), 1),
             "statuses": {str(k): v for k, v in sorted(self.statuses.items(), key=lambda kv: str(kv[0]))},
             "loadgen_cpu_percent": round(100 * self.client_cpu_s / self.duration_s, 1),
+            **({"loadgen_send_lag_p50_ms": round(float(np.percentile(self.send_lag_ms, 50)), 1),
+                "loadgen_send_lag_p99_ms": round(float(np.percentile(self.send_lag_ms, 99)), 1)}
+               if self.send_lag_ms else {}),
         }
 
 
@@ -50,7 +54,10 @@ def _cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-async def _send(client: aiohttp.ClientSession, path: str, payload: dict, result: RunResult, t0: float) -> None:
+async def _send(client: aiohttp.ClientSession, path: str, payload: dict, result: RunResult, t0: float,
+                lagged: bool = False) -> None:
+    if lagged:  # open loop: part of the latency counted from the schedule is the load generator's own delay
+        result.send_lag_ms.append((time.perf_counter() - t0) * 1000)
     try:
         async with client.post(path, json=payload) as r:
             await r.read()
@@ -104,7 +111,7 @@ async def open_loop(base: str, path: str, payloads: list[dict], rate: float, sec
             delay = scheduled - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(_send(client, path, payloads[i % len(payloads)], result, scheduled)))
+            tasks.append(asyncio.create_task(_send(client, path, payloads[i % len(payloads)], result, scheduled, True)))
         await asyncio.gather(*tasks)
         result.duration_s, result.client_cpu_s = max(time.perf_counter() - start, seconds), _cpu() - cpu0
     return result
@@ -126,6 +133,26 @@ def batch_stats(metrics_text: str, endpoint: str) -> dict:
         elif line.startswith("senpos_batch_size_count"):
             out["count"] += value
     return out
+
+
+def status_durations(metrics_text: str, endpoint: str, status: str) -> dict[float, float]:
+    """The server's own request-duration histogram for `endpoint` answers with `status` (summed over workers):
+    {upper bound in s: cumulative count}. It times a request from BentoML's outermost middleware to its answer,
+    so it leaves out time spent waiting to be accepted or read, and the client's own delays."""
+    out: dict[float, float] = {}
+    for line in metrics_text.splitlines():
+        if (line.startswith("bentoml_service_request_duration_seconds_bucket") and f'endpoint="/{endpoint}"' in line
+                and f'http_response_code="{status}"' in line):
+            le = line.split('le="')[1].split('"')[0]
+            out[float(le)] = out.get(float(le), 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def histogram_quantile(before: dict[float, float], after: dict[float, float], q: float) -> float | None:
+    """The upper bound of the bucket holding quantile `q` of what was observed between two scrapes."""
+    counts = sorted((le, after[le] - before.get(le, 0.0)) for le in after)
+    total = counts[-1][1] if counts else 0.0
+    return next((le for le, c in counts if c >= q * total), None) if total else None
 
 
 def stats_delta(before: dict, after: dict) -> dict:
