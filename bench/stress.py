@@ -91,9 +91,9 @@ def run_schemathesis(base: str, examples: int) -> dict:
 
 
 def overload(base: str, payloads: list[dict], sat: float, seconds: float) -> dict:
-    before = status_durations(httpx.get(f"{base}/metrics").text, "sentiment", "503")
+    shed_before = status_durations(httpx.get(f"{base}/metrics").text, "sentiment", "503")
     run = asyncio.run(open_loop(base, "/sentiment", payloads, 4 * sat, seconds, 1, timeout=30))
-    after = status_durations(httpx.get(f"{base}/metrics").text, "sentiment", "503")
+    shed_after = status_durations(httpx.get(f"{base}/metrics").text, "sentiment", "503")
     statuses = {s for _, _, s in run.events}
     refused = [lat for _, lat, s in run.events if s != "200"]
     after = asyncio.run(closed_loop(base, "/sentiment", payloads, 64, 5, 1))
@@ -101,7 +101,7 @@ def overload(base: str, payloads: list[dict], sat: float, seconds: float) -> dic
             "only_200_429_503": statuses <= SHED,
             "refusal_p50_ms": round(float(np.percentile(refused, 50)), 1) if refused else None,
             "refusal_p99_ms": round(float(np.percentile(refused, 99)), 1) if refused else None,
-            "refusal_p99_server_ms_at_most": 1000 * (histogram_quantile(before, after, 0.99) or float("nan")),
+            "refusal_p99_server_ms_at_most": 1000 * (histogram_quantile(shed_before, shed_after, 0.99) or float("nan")),
             "after_load_items_per_s_5s": after.summary()["items_per_s"],
             "recovered_within_5s": after.summary()["items_per_s"] >= 0.8 * sat}
 

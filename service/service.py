@@ -47,6 +47,19 @@ SHED = bentoml.metrics.Counter(
     labelnames=["endpoint"])
 
 
+class QuietRefusals(logging.Filter):
+    """Leave load-shedding answers (503, 429) out of the access log (SENPOS_ACCESS_LOG=1); /metrics counts them.
+    Under overload a line per refusal costs more CPU than the refusal: at 1,500 req/s on 2 cores goodput was
+    133 answers/s with every line logged, ~195 with refusals left out, 221-284 with no access log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not (len(args) == 4 and str(args[2]).startswith(("status=503", "status=429")))
+
+
+logging.getLogger("bentoml.access").addFilter(QuietRefusals())
+
+
 def check_models() -> None:
     """Load both models once in the `bentoml serve` process, before any worker starts, so a missing or
     corrupt file or a mismatched vocabulary stops the server at start, naming the file and the problem

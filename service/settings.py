@@ -15,7 +15,7 @@
 | SENPOS_MAX_CONCURRENCY | 1024 | requests in flight in the service (split over the workers) before 429 |
 | SENPOS_TIMEOUT_S | 60 | per-request timeout |
 | SENPOS_KEEPALIVE_REQUESTS | 100 | mean requests per connection before the client is asked to reconnect (0: never) |
-| SENPOS_ACCESS_LOG | 1 | one log line per request (0 turns it off) |
+| SENPOS_ACCESS_LOG | 0 | 1: one log line per answered request (refusals are only counted, in /metrics) |
 | SENPOS_PROVIDER | auto | onnxruntime provider: auto, cuda or cpu |
 """
 
@@ -75,7 +75,7 @@ class Settings:
             max_concurrency=_int("SENPOS_MAX_CONCURRENCY", 1024),
             timeout_s=_int("SENPOS_TIMEOUT_S", 60),
             keepalive_requests=_int("SENPOS_KEEPALIVE_REQUESTS", 100),
-            access_log=bool(_int("SENPOS_ACCESS_LOG", 1)),
+            access_log=bool(_int("SENPOS_ACCESS_LOG", 0)),
         )
 
 
