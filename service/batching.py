@@ -8,8 +8,9 @@ Why not BentoML's `batchable=True`: its CORK dispatcher holds a free model back 
 requests, for a time it learns from the waits it observed, so waiting feeds itself. Measured on this 2-core
 machine with 8 requests in flight it served 136 reviews/s in one run and 280 in another, depending on what ran
 before; and it sheds load only after a request has queued for `max_latency_ms`, so refusals under overload were
-slow (p99 7.6 s). Here a request is refused (503) on arrival when the queue ahead of it is expected to take
-longer than `max_queue_s`, from a running estimate of seconds per item.
+slow (p99 7.6 s). Here `refusal()` says, on arrival, whether the queue ahead is expected to take longer than
+`max_queue_s` (from a running estimate of seconds per item); the service asks it before reading the request
+(service/middleware.py ShedLoadMiddleware) and answers 503 at once. A request let in is always served.
 """
 
 from __future__ import annotations
@@ -26,10 +27,6 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-class Overloaded(Exception):
-    """The queue ahead is expected to take longer than the budget: the request is refused, not queued."""
-
-
 @dataclass
 class _Job(Generic[T, R]):
     items: Sequence[T]
@@ -38,7 +35,8 @@ class _Job(Generic[T, R]):
 
 
 class Batcher(Generic[T, R]):
-    """`await batcher(items)` runs `fn` over `items`, joined with whatever other requests are queued.
+    """`await batcher(items)` runs `fn` over `items`, joined with whatever other requests are queued; ask
+    `refusal()` first to keep the queue within its budget.
 
     `fn(list) -> list` must return one result per item, in order. It runs on one thread, never concurrently
     with itself, so a model session needs no locking.
@@ -81,8 +79,6 @@ class Batcher(Generic[T, R]):
     async def __call__(self, items: Sequence[T]) -> list[R]:
         if not items:
             return []
-        if reason := self.refusal():
-            raise Overloaded(reason)
         if self._consumer is None:
             self._wake = asyncio.Event()
             self._consumer = asyncio.get_running_loop().create_task(self._consume())

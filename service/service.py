@@ -16,13 +16,12 @@ import logging
 from collections.abc import Callable
 
 import bentoml
-from bentoml.exceptions import ServiceUnavailable
 
 from senpos.pos import PosTagger
 from senpos.pos_tags import to_upos
 from senpos.runtime import ModelLoadError
 from senpos.sentiment import SentimentPredictor
-from service.batching import Batcher, Overloaded
+from service.batching import Batcher
 from service.middleware import (
     BodyLimitMiddleware,
     JsonOnlyMiddleware,
@@ -84,12 +83,6 @@ def _batcher(endpoint: str, fn: Callable[[list], list[dict]]) -> Batcher:
                    on_batch=record, on_shed=SHED.labels(endpoint=endpoint).inc)
 
 
-async def _run(batcher: Batcher, items: list) -> list[dict]:
-    try:
-        return await batcher(items)
-    except Overloaded as e:  # the queue filled between ShedLoadMiddleware's check and here
-        raise ServiceUnavailable(str(e)) from None
-
 
 @bentoml.service(workers=SETTINGS.api_workers,
                  traffic={"timeout": SETTINGS.timeout_s, "max_concurrency": SETTINGS.max_concurrency},
@@ -118,12 +111,12 @@ class Senpos:
     @bentoml.api(route="/sentiment")
     async def sentiment(self, texts: Texts) -> list[dict]:
         """P(positive) for each English text, in order: `{"label": "positive"|"negative", "score": p}`."""
-        return await _run(self.sentiment_batcher, texts)
+        return await self.sentiment_batcher(texts)  # ShedLoadMiddleware let it in
 
     @bentoml.api(route="/pos-tag")
     async def pos_tag(self, texts: PosItems) -> list[dict]:
         """Words, PFR tags, Universal POS tags and [start, end) offsets for each item, in order."""
-        return await _run(self.pos_batcher, texts)
+        return await self.pos_batcher(texts)
 
     def _sentiment(self, texts: list[str]) -> list[dict]:
         scores = self.english.predict(texts)
