@@ -38,8 +38,8 @@ class Batcher(Generic[T, R]):
     """`await batcher(items)` runs `fn` over `items`, joined with whatever other requests are queued; ask
     `refusal()` first to keep the queue within its budget.
 
-    `fn(list) -> list` must return one result per item, in order. It runs on one thread, never concurrently
-    with itself, so a model session needs no locking.
+    `fn(list) -> list` must return one result per item, in order. It runs on model threads, at most
+    `concurrency` calls at once (onnxruntime sessions may be called from several threads).
     """
 
     def __init__(self, fn: Callable[[list[T]], Sequence[R]], max_batch_items: int, max_queue_s: float,

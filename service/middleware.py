@@ -131,9 +131,9 @@ class JsonOnlyMiddleware:
 
 
 class RetryAfterMiddleware:
-    """Load-shedding answers tell clients when to retry: 429 (too many requests in flight) and 503 (the
-    batcher shed load, or the model service is restarting) get `Retry-After`, and a 503 gets a JSON body that
-    says so (BentoML's own says only "An unexpected error has occurred")."""
+    """Load-shedding answers from BentoML tell clients when to retry: 429 (too many requests in flight) and 503
+    (e.g. shutting down) get `Retry-After`, and a 503 gets a JSON body that says so (BentoML's own says only "An
+    unexpected error has occurred"). ShedLoadMiddleware's refusals come with both already."""
 
     BODY_503 = json.dumps({"error": "service unavailable: overloaded, restarting or shutting down; "
                                     "retry after the Retry-After seconds"}).encode()
