@@ -45,7 +45,10 @@ def server_process(env: dict[str, str] | None = None, ready_timeout: float = 120
 
 
 def _serve(port: int, log, env: dict[str, str] | None, ready_timeout: float):
-    proc = subprocess.Popen(serve_command(port), cwd=REPO, env={**os.environ, **(env or {})},
+    # Each server gets its own BENTOML_HOME: `bentoml serve` wipes $BENTOML_HOME/prometheus_multiproc_dir at
+    # start, so a second server sharing it would leave the first one's /metrics frozen (a test caught it).
+    home = REPO / ".pytest_cache" / f"bentoml-home-{port}"
+    proc = subprocess.Popen(serve_command(port), cwd=REPO, env={**os.environ, "BENTOML_HOME": str(home), **(env or {})},
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
