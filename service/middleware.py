@@ -131,9 +131,10 @@ class JsonOnlyMiddleware:
 
 
 class RetryAfterMiddleware:
-    """Load-shedding answers from BentoML tell clients when to retry: 429 (too many requests in flight) and 503
-    (e.g. shutting down) get `Retry-After`, and a 503 gets a JSON body that says so (BentoML's own says only "An
-    unexpected error has occurred"). ShedLoadMiddleware's refusals come with both already."""
+    """A safety net for 429 and 503 answers raised inside the app (BentoML turns a 5xx exception into "An
+    unexpected error has occurred"): they get `Retry-After`, and a 503 a JSON body saying to retry. The service's
+    own refusals do not pass here: ShedLoadMiddleware (outside this one) sends both itself, and BentoML's 429 for
+    SENPOS_MAX_CONCURRENCY comes from its own middleware, outside every one of ours."""
 
     BODY_503 = json.dumps({"error": "service unavailable: overloaded, restarting or shutting down; "
                                     "retry after the Retry-After seconds"}).encode()
