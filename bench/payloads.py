@@ -1,17 +1,19 @@
 """Real payloads: IMDB reviews (their natural length distribution) and PFR dev sentences.
 
-Falls back to the tiny test fixtures when ../shared/data is absent (smoke runs only).
+Read from ../shared/data, or from $SENPOS_DATA (same layout: a machine without the shared folder, like a GPU box);
+falls back to the tiny test fixtures when neither exists (smoke runs only).
 """
 
 from __future__ import annotations
 
 import gzip
 import json
+import os
 import random
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
+DATA = Path(os.environ.get("SENPOS_DATA") or REPO.parent / "shared" / "data")
 
 
 def reviews(n: int, seed: int = 0) -> list[str]:

@@ -40,26 +40,48 @@ def bucket(stack: str) -> str:
     return "other (asyncio loop, threads, interpreter)"
 
 
-def profile(path: str, payloads: list[dict], seconds: float = 10.0) -> Counter:
-    counts: Counter = Counter()
-    with server_process() as (base, proc):
-        asyncio.run(closed_loop(base, path, payloads, 32, 3, 1))  # warm-up
-        outs = []
-        for worker in api_workers(proc.pid):
-            out = REPO / ".pytest_cache" / f"pyspy-{worker.pid}.txt"
-            outs.append(out)
-            cmd = [PYSPY, "record", "-p", str(worker.pid), "-d", str(int(seconds)), "-r", "200", "-f", "raw", "-o",
-                   str(out), "--nonblocking"]
-            threading.Thread(target=subprocess.run, args=(cmd,), kwargs={"capture_output": True}, daemon=True).start()
-        time.sleep(1)
-        run = asyncio.run(closed_loop(base, path, payloads, 64, seconds + 2, 1)).summary()
-        time.sleep(3)
+def record(pids: list[int], seconds: float):
+    """Start py-spy (200 Hz) on each process for `seconds`; the function returned waits for it and counts the
+    samples by bucket."""
+    outs, threads = [], []
+    for pid in pids:
+        out = REPO / ".pytest_cache" / f"pyspy-{pid}.txt"
+        out.unlink(missing_ok=True)
+        outs.append(out)
+        cmd = [PYSPY, "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "200", "-f", "raw", "-o", str(out),
+               "--nonblocking"]
+        threads.append(threading.Thread(target=subprocess.run, args=(cmd,), kwargs={"capture_output": True},
+                                        daemon=True))
+        threads[-1].start()
+
+    def collect() -> Counter:
+        for t in threads:
+            t.join(timeout=seconds + 30)
+        counts: Counter = Counter()
         for out in outs:
             for line in out.read_text().splitlines() if out.exists() else []:
                 stack, _, n = line.rpartition(" ")
                 counts[bucket(stack)] += int(n)
+        return counts
+
+    return collect
+
+
+def profile(path: str, payloads: list[dict], seconds: float = 10.0) -> Counter:
+    with server_process() as (base, proc):
+        asyncio.run(closed_loop(base, path, payloads, 32, 3, 1))  # warm-up
+        collect = record([w.pid for w in api_workers(proc.pid)], seconds)
+        time.sleep(1)
+        run = asyncio.run(closed_loop(base, path, payloads, 64, seconds + 2, 1)).summary()
+        counts = collect()
     counts["_throughput"] = run["items_per_s"]
     return counts
+
+
+def shares(counts: Counter) -> list[str]:
+    """Markdown table rows: each bucket's share of the samples."""
+    total = sum(counts.values()) or 1
+    return [f"| {name} | {100 * n / total:.1f}% |" for name, n in counts.most_common()]
 
 
 def main() -> None:
@@ -71,9 +93,8 @@ def main() -> None:
     for title, path, payloads in runs:
         counts = profile(path, payloads)
         throughput = counts.pop("_throughput")
-        total = sum(counts.values()) or 1
         lines += [f"## {title}: {throughput} items/s during the profile", "", "| where | share |", "|---|---|"]
-        lines += [f"| {name} | {100 * n / total:.1f}% |" for name, n in counts.most_common()]
+        lines += shares(counts)
         lines.append("")
         print("\n".join(lines[-len(counts) - 4 :]), flush=True)
     out = REPO / "bench" / "results" / f"profile-{time.strftime('%Y-%m-%d')}.md"

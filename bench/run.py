@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.loadgen import batch_stats, closed_loop, open_loop, stats_delta
+from bench.loadgen import LoadPool, batch_stats, closed_loop, open_loop, stats_delta
 from bench.payloads import reviews, sentences
 from bench.report import write_report
 from tests.server import free_port, running_server
@@ -32,12 +32,14 @@ REPO = Path(__file__).resolve().parents[1]
 RAY_PYTHON = REPO / ".venv-ray" / "bin" / "python"
 
 
-def _model_alone(texts: list[str], seconds: float, threads: int, start=None, out=None) -> tuple[float, float]:
+def _model_alone(texts: list[str], seconds: float, threads: int, start=None, out=None, provider: str = "cpu",
+                 max_batch: int = 64) -> tuple[float, float]:
     """(reviews/s of the ONNX model alone on pre-tokenised reviews in planned batches, reviews/s of the
     tokenisation before it, on one core)."""
     from senpos.sentiment import SentimentPredictor
 
-    predictor = SentimentPredictor(REPO / "models" / "sentiment", threads=threads, max_batch=64)
+    predictor = SentimentPredictor(REPO / "models" / "sentiment", threads=threads, provider=provider,
+                                   max_batch=max_batch)
     t0 = time.perf_counter()
     seqs = predictor.encode_many(texts)
     tokenise = len(texts) / (time.perf_counter() - t0)
@@ -72,13 +74,13 @@ def limit_sentiment(texts: list[str], seconds: float) -> dict:
             "one_process_per_core": round(per_core, 1), "tokenise_reviews_per_s_one_core": round(tokenise, 1)}
 
 
-def pos_in_process(texts: list[str]) -> dict:
+def pos_in_process(texts: list[str], provider: str = "cpu", max_batch: int = 64) -> dict:
     """The whole pipeline (segmentation + ONNX tagging, batched) and the ONNX model alone, next to
     jieba.posseg (default dictionary), on the same sentences in one process."""
     from senpos.pos import PosTagger
     from training.pos.evaluate import jieba_posseg
 
-    tagger = PosTagger(REPO / "models" / "pos")
+    tagger = PosTagger(REPO / "models" / "pos", provider=provider, max_batch=max_batch)
     chars = sum(map(len, texts))
     t0 = time.perf_counter()
     tagger.tag(texts)
@@ -98,12 +100,16 @@ def pos_in_process(texts: list[str]) -> dict:
 
 
 def sweep(
-    base: str, path: str, payloads: list[dict], items: int, levels: list[int], seconds: float, method: str | None
+    base: str, path: str, payloads: list[dict], items: int, levels: list[int], seconds: float, method: str | None,
+    pool: LoadPool | None = None,
 ) -> list[dict]:
     rows = []
     for level in levels:
         before = batch_stats(httpx.get(f"{base}/metrics").text, method) if method else None
-        row = asyncio.run(closed_loop(base, path, payloads, level, seconds, items)).summary()
+        if pool:
+            row = pool.closed_loop(base, path, payloads, level, seconds, items).summary()
+        else:
+            row = asyncio.run(closed_loop(base, path, payloads, level, seconds, items)).summary()
         if method:
             row["server_batches"] = stats_delta(before, batch_stats(httpx.get(f"{base}/metrics").text, method))
         rows.append(row)

@@ -95,7 +95,7 @@ class PosTagger:
         self.provider = self.session.get_providers()[0]
         self.cost = measure_cost(lambda n, length: self._run(
             np.ones((n, length), dtype=np.int64), np.ones((n, length, 2), dtype=np.int64),
-            np.zeros((n, length), dtype=np.int64), np.full(n, length, dtype=np.int64)))
+            np.zeros((n, length), dtype=np.int64), np.full(n, length, dtype=np.int64)), max_batch)
 
     def _run(self, words: np.ndarray, chars: np.ndarray, lex: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         feeds = {"words": words, "chars": chars, "lex": lex, "lengths": lengths}

@@ -11,6 +11,11 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
+# CUDA provider settings. Every request has its own shapes (batch x words x characters), and cuDNN's default
+# exhaustive search benchmarks every algorithm for each new convolution shape (the tagger's character CNN);
+# a heuristic pick costs nothing per shape. TF32 matrix products differ from the CPU in the third decimal: off,
+# so the GPU gives the CPU's (and training's) answers; these models are too small for TF32 to matter.
+CUDA_OPTIONS = {"cudnn_conv_algo_search": "HEURISTIC", "use_tf32": "0"}
 
 
 class ModelLoadError(RuntimeError):
@@ -45,6 +50,28 @@ def choose_providers(available: Sequence[str], want: str = "auto", has_gpu: bool
     return [CUDA, CPU] if cuda_ok else [CPU]
 
 
+_cuda_preloaded = False
+
+
+def preload_cuda(ort) -> None:
+    """Load the CUDA and cuDNN libraries before the first CUDA session, once per process.
+
+    onnxruntime-gpu dlopens its CUDA provider lazily, and that library needs libcudart, libcublas and libcudnn.
+    A CUDA base image puts them on the loader's path; a pip install (nvidia-*-cu13 wheels, as PyTorch brings)
+    does not, and then CUDA fails and the session falls back to CPU. onnxruntime's preload_dlls looks in the
+    nvidia site packages first, then the default paths; it only prints what it cannot find.
+    """
+    global _cuda_preloaded
+    if _cuda_preloaded or not hasattr(ort, "preload_dlls"):
+        return
+    _cuda_preloaded = True
+    try:
+        ort.preload_dlls()
+    except Exception as e:  # a broken install must not stop a CPU fallback
+        log.warning("onnxruntime.preload_dlls failed (%s: %s); relying on the default library path",
+                    type(e).__name__, e)
+
+
 def make_session(path: Path, threads: int = 0, want: str | None = None):
     """An InferenceSession for `path`, with a ModelLoadError naming the file on any failure."""
     import onnxruntime as ort
@@ -53,18 +80,26 @@ def make_session(path: Path, threads: int = 0, want: str | None = None):
         raise ModelLoadError(f"{path}: model file not found")
     want = want or os.environ.get("SENPOS_PROVIDER", "auto")
     providers = choose_providers(ort.get_available_providers(), want)
+    if providers[0] == CUDA:
+        preload_cuda(ort)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads  # 0 lets onnxruntime use every core
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     try:
-        session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+        session = ort.InferenceSession(str(path), sess_options=opts,
+                                       providers=[(CUDA, CUDA_OPTIONS) if p == CUDA else p for p in providers])
     except Exception as e:  # onnxruntime raises its own exception types for corrupt files
         raise ModelLoadError(f"{path}: cannot load ONNX model ({type(e).__name__}: {e})") from e
-    actual = session.get_providers()
+    actual, name = session.get_providers(), f"{path.parent.name}/{path.name}"
     if providers[0] == CUDA and actual[0] != CUDA:
-        log.warning("%s: CUDA was requested but onnxruntime fell back to %s", path.name, actual[0])
-    log.info("%s runs on %s", path.name, actual[0])
+        # onnxruntime logs why (a missing libcublas or libcudnn, usually) and carries on on the CPU, ~10x slower:
+        # fine for "auto", never for a deployment that asked for the GPU.
+        if want.lower() == "cuda":
+            raise ModelLoadError(f"{path}: SENPOS_PROVIDER=cuda but onnxruntime could not start CUDA and fell back "
+                                 f"to {actual[0]} (its error above names the missing library)")
+        log.warning("%s: CUDA was requested but onnxruntime fell back to %s", name, actual[0])
+    log.info("%s runs on %s", name, actual[0])
     return session
 
 
@@ -84,8 +119,9 @@ class BatchCost:
         return length * (self.step + self.row_step * n) + self.call
 
 
-def measure_cost(run: Callable[[int, int], object], repeats: int = 5) -> BatchCost:
-    """Fit a BatchCost for this model on this machine by timing `run(n, length)` on dummy inputs (~0.1 s)."""
+def measure_cost(run: Callable[[int, int], object], max_rows: int = 64, repeats: int = 5) -> BatchCost:
+    """Fit a BatchCost for this model on this machine by timing `run(n, length)` on dummy inputs (~0.1 s on
+    CPU). Widths are tried up to `max_rows`: a GPU may still get cheaper per row where a CPU no longer does."""
 
     def best(n: int, length: int) -> float:
         run(n, length)
@@ -97,7 +133,10 @@ def measure_cost(run: Callable[[int, int], object], repeats: int = 5) -> BatchCo
         return min(times)
 
     short, long = best(1, 8), best(1, 64)
-    wide = {n: best(n, 64) for n in (8, 16, 32, 64)}
+    widths = [8]
+    while widths[-1] * 2 <= max_rows:
+        widths.append(widths[-1] * 2)
+    wide = {n: best(n, 64) for n in widths}
     per_step_one_row = max((long - short) / 56, 1e-9)
     row_step = max((wide[8] - long) / (64 * 7), 0.0)
     cheapest = min(t / n for n, t in wide.items())

@@ -45,7 +45,7 @@ class SentimentPredictor:
                 f"({len(self.vocab)} entries; the model was exported with {meta.get('vocab_size', '?')})")
         self.max_batch = max_batch
         self.provider = self.session.get_providers()[0]
-        self.cost = measure_cost(lambda n, length: self._run(np.ones((n, length), dtype=np.int64)))
+        self.cost = measure_cost(lambda n, length: self._run(np.ones((n, length), dtype=np.int64)), max_batch)
 
     def encode(self, text: str) -> np.ndarray:
         """Text -> truncated token ids: the CPU-side preprocessing, shared with training."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 from collections.abc import Callable
 
 import bentoml
@@ -34,6 +35,9 @@ from service.schemas import PosItems, Texts
 from service.settings import SETTINGS
 
 log = logging.getLogger("senpos")
+# BentoML sets only its own loggers to INFO (the root stays at WARNING): without this, the lines that say which
+# provider runs each model (senpos.runtime) and that the models loaded would never reach the server's log.
+log.setLevel(logging.INFO)
 BATCHERS: dict[str, Batcher] = {}  # route -> its batcher, in this worker process (read by ShedLoadMiddleware)
 BATCH_SIZE = bentoml.metrics.Histogram(
     name="senpos_batch_size", documentation="Items per model call (adaptive batching)", labelnames=["endpoint"],
@@ -63,9 +67,11 @@ def check_models() -> None:
     """Load both models once in the `bentoml serve` process, before any worker starts, so a missing or
     corrupt file or a mismatched vocabulary stops the server at start, naming the file and the problem
     (a failing worker would otherwise be restarted forever)."""
+    # On the CPU unless the GPU is required: then a CUDA that cannot start stops the server here too.
+    provider = "cuda" if os.environ.get("SENPOS_PROVIDER", "").lower() == "cuda" else "cpu"
     try:
-        SentimentPredictor(SETTINGS.sentiment_model, threads=1, provider="cpu")
-        PosTagger(SETTINGS.pos_model, threads=1, provider="cpu")
+        SentimentPredictor(SETTINGS.sentiment_model, threads=1, provider=provider)
+        PosTagger(SETTINGS.pos_model, threads=1, provider=provider)
     except ModelLoadError as e:
         raise SystemExit(f"senpos cannot start: {e}") from None
 

@@ -10,10 +10,10 @@ from .conftest import REPO
 SMOKE = REPO / "bench" / "results" / "smoke"
 
 
-def _run(module: str, old: str) -> None:
+def _run(module: str, old: str, *args: str) -> None:
     for path in SMOKE.glob(old):
         path.unlink()
-    proc = subprocess.run([sys.executable, "-m", module, "--smoke"], cwd=REPO, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", module, "--smoke", *args], cwd=REPO, capture_output=True, text=True,
                           timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
@@ -38,3 +38,19 @@ def test_stress_smoke():
     assert result["sigterm"]["server_exit_code"] is not None
     # In-flight requests complete or are refused cleanly (503 or a closed connection), never a 500.
     assert "500" not in result["sigterm"]["statuses"], result["sigterm"]
+
+
+def test_gpu_proof_smoke():
+    """The GPU proof's script rehearsed on CPU: without CUDA it runs the CPU half, and the server's log names the
+    provider each model runs on."""
+    _run("bench.gpu", "gpu-*", "--workers", "1", "--clients", "2")
+    (result,) = [json.loads(p.read_text()) for p in SMOKE.glob("gpu-*.json")]
+    assert result["cuda"] is False and "parity" not in result
+    assert result["limit"]["cpu"]["sentiment"]["reviews_per_s"] > 0
+    cpu = result["service"]["cpu"]
+    assert all(r["statuses"].get("200") for key in ("sentiment_one_per_request", "sentiment_batched_64")
+               for r in cpu[key])
+    assert cpu["log_lines_runs_on"] == ["pos/model.onnx runs on CPUExecutionProvider",
+                                        "sentiment/model.onnx runs on CPUExecutionProvider"]
+    assert cpu["log_models_loaded"] == 1 and cpu["log_fell_back"] == 0
+    assert (SMOKE / f"{result['name']}.md").exists()

@@ -78,6 +78,49 @@ def test_measure_cost_recovers_a_known_cost():
     assert 10e-6 < cost.step < 40e-6 and 4e-6 < cost.row_step < 20e-6 and cost.call < 3e-3
 
 
+def test_measure_cost_tries_widths_up_to_max_rows():
+    import time
+
+    def gpu_like(n: int, length: int) -> None:  # every row rides along for free: wider is always cheaper per row
+        time.sleep(length * 20e-6 + 1e-3)
+
+    assert measure_cost(gpu_like, max_rows=256, repeats=1).max_rows == 256
+    assert measure_cost(gpu_like, repeats=1).max_rows == 64  # the CPU default stops at 64
+
+
+def test_preload_cuda_runs_once_and_never_raises(monkeypatch):
+    import senpos.runtime as runtime
+
+    calls = []
+
+    class FakeOrt:
+        @staticmethod
+        def preload_dlls():
+            calls.append(1)
+            raise RuntimeError("Invalid parameter of directory")
+
+    monkeypatch.setattr(runtime, "_cuda_preloaded", False)
+    runtime.preload_cuda(FakeOrt)
+    runtime.preload_cuda(FakeOrt)
+    assert calls == [1]
+    monkeypatch.setattr(runtime, "_cuda_preloaded", False)
+    runtime.preload_cuda(object())  # an onnxruntime without preload_dlls (older, or the CPU build) is fine
+
+
+def test_a_required_gpu_that_falls_back_is_an_error(monkeypatch, caplog):
+    """onnxruntime falls back to the CPU when the CUDA provider cannot start (here: the CPU build, told to use it);
+    SENPOS_PROVIDER=cuda must then fail at load, and auto must say so in the log."""
+    import senpos.runtime as runtime
+
+    monkeypatch.setattr(runtime, "choose_providers", lambda available, want: [CUDA, CPU])
+    monkeypatch.setattr(runtime, "preload_cuda", lambda ort: None)
+    with pytest.raises(ModelLoadError, match="could not start CUDA"):
+        runtime.make_session(MODEL / "model.onnx", threads=1, want="cuda")
+    with caplog.at_level("WARNING", logger="senpos.runtime"):
+        session = runtime.make_session(MODEL / "model.onnx", threads=1, want="auto")
+    assert session.get_providers() == [CPU] and "fell back to CPUExecutionProvider" in caplog.text
+
+
 class RecordingSession:
     """Wraps the real onnxruntime session and records the shapes it is given."""
 
