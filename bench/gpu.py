@@ -279,7 +279,8 @@ def main() -> None:
     parser.add_argument("--name", default="gpu-" + time.strftime("%Y-%m-%d"))
     args = parser.parse_args()
     seconds = 1.0 if args.smoke else args.seconds
-    texts, zh = reviews(300 if args.smoke else 2000, seed=1), sentences(300 if args.smoke else 2000, seed=1)
+    n = 300 if args.smoke else 2000
+    texts, zh = reviews(n, seed=1, smoke=args.smoke), sentences(n, seed=1, smoke=args.smoke)
     env = environment()
     cuda = runtime.CUDA in env["available_providers"] and runtime.gpu_visible()
     result: dict = {"name": args.name, "date": time.strftime("%Y-%m-%d %H:%M"), "smoke": args.smoke,

@@ -16,24 +16,30 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("SENPOS_DATA") or REPO.parent / "shared" / "data")
 
 
-def reviews(n: int, seed: int = 0) -> list[str]:
-    path = DATA / "imdb" / "train.jsonl.gz"
+def _source(path: Path, fixture: str, smoke: bool) -> Path:
+    """The real data, or the fixture in a smoke run. A real run never falls back to the fixture: its numbers
+    would look like a benchmark and be about a handful of short texts (a GPU run lost its data once, silently)."""
     if path.exists():
-        with gzip.open(path, "rt", encoding="utf-8") as f:
-            texts = [json.loads(line)["text"] for line in f]
-    else:
-        fixture = REPO / "tests" / "fixtures" / "reviews.jsonl"
-        texts = [json.loads(x)["text"] for x in fixture.read_text().splitlines()]
+        return path
+    if smoke:
+        return REPO / "tests" / "fixtures" / fixture
+    raise SystemExit(f"{path} not found: a benchmark needs the real data (../shared/data, or set SENPOS_DATA); "
+                     "--smoke runs on the test fixtures")
+
+
+def reviews(n: int, seed: int = 0, smoke: bool = False) -> list[str]:
+    path = _source(DATA / "imdb" / "train.jsonl.gz", "reviews.jsonl", smoke)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        texts = [json.loads(line)["text"] for line in f if line.strip()]
     rng = random.Random(seed)
     return [rng.choice(texts) for _ in range(n)]
 
 
-def sentences(n: int, seed: int = 0) -> list[str]:
-    path = DATA / "zh_pos" / "pfr1998_01" / "dev.jsonl.gz"
-    if not path.exists():
-        path = REPO / "tests" / "fixtures" / "pos_tiny.jsonl"
+def sentences(n: int, seed: int = 0, smoke: bool = False) -> list[str]:
+    path = _source(DATA / "zh_pos" / "pfr1998_01" / "dev.jsonl.gz", "pos_tiny.jsonl", smoke)
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", encoding="utf-8") as f:
-        texts = ["".join(json.loads(line)["words"]) for line in f]
+        texts = ["".join(json.loads(line)["words"]) for line in f if line.strip()]
     rng = random.Random(seed)
     return [rng.choice(texts) for _ in range(n)]

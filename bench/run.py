@@ -179,7 +179,7 @@ def main() -> None:
     args = parser.parse_args()
     seconds = 1.0 if args.smoke else args.seconds
     one = [8, 32] if args.smoke else [1, 8, 32, 64, 128]
-    texts, zh = reviews(2000, seed=1), sentences(2000, seed=1)
+    texts, zh = reviews(2000, seed=1, smoke=args.smoke), sentences(2000, seed=1, smoke=args.smoke)
     started = time.time()
     result: dict = {
         "name": args.name,

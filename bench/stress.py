@@ -203,7 +203,7 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=1000, help="schemathesis examples per operation")
     args = parser.parse_args()
     smoke = args.smoke
-    payloads = [{"texts": [t]} for t in reviews(1000, seed=2)]
+    payloads = [{"texts": [t]} for t in reviews(1000, seed=2, smoke=smoke)]
     result: dict = {"date": time.strftime("%Y-%m-%d %H:%M"), "smoke": smoke, "command": "python -m bench.stress "
                     + " ".join(sys.argv[1:]), "cpus": os.cpu_count()}
     with server_process() as (base, proc):

@@ -5,6 +5,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from .conftest import REPO
 
 SMOKE = REPO / "bench" / "results" / "smoke"
@@ -54,3 +56,14 @@ def test_gpu_proof_smoke():
                                         "sentiment/model.onnx runs on CPUExecutionProvider"]
     assert cpu["log_models_loaded"] == 1 and cpu["log_fell_back"] == 0
     assert (SMOKE / f"{result['name']}.md").exists()
+
+
+def test_a_real_run_never_falls_back_to_the_fixtures(monkeypatch, tmp_path):
+    from bench import payloads
+
+    monkeypatch.setattr(payloads, "DATA", tmp_path)  # no data here
+    with pytest.raises(SystemExit, match="needs the real data"):
+        payloads.reviews(10)
+    with pytest.raises(SystemExit, match="needs the real data"):
+        payloads.sentences(10)
+    assert len(payloads.reviews(10, smoke=True)) == 10 and len(payloads.sentences(10, smoke=True)) == 10
