@@ -170,26 +170,6 @@ def batch_stats(metrics_text: str, endpoint: str) -> dict:
     return out
 
 
-def status_durations(metrics_text: str, endpoint: str, status: str) -> dict[float, float]:
-    """The server's own request-duration histogram for `endpoint` answers with `status` (summed over workers):
-    {upper bound in s: cumulative count}. It times a request from BentoML's outermost middleware to its answer,
-    so it leaves out time spent waiting to be accepted or read, and the client's own delays."""
-    out: dict[float, float] = {}
-    for line in metrics_text.splitlines():
-        if (line.startswith("bentoml_service_request_duration_seconds_bucket") and f'endpoint="/{endpoint}"' in line
-                and f'http_response_code="{status}"' in line):
-            le = line.split('le="')[1].split('"')[0]
-            out[float(le)] = out.get(float(le), 0.0) + float(line.rsplit(" ", 1)[1])
-    return out
-
-
-def histogram_quantile(before: dict[float, float], after: dict[float, float], q: float) -> float | None:
-    """The upper bound of the bucket holding quantile `q` of what was observed between two scrapes."""
-    counts = sorted((le, after[le] - before.get(le, 0.0)) for le in after)
-    total = counts[-1][1] if counts else 0.0
-    return next((le for le, c in counts if c >= q * total), None) if total else None
-
-
 def stats_delta(before: dict, after: dict) -> dict:
     buckets = {k: after["buckets"][k] - before["buckets"].get(k, 0.0) for k in after["buckets"]}
     calls = after["count"] - before["count"]

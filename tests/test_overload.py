@@ -41,3 +41,8 @@ def test_overload_is_refused_fast_with_a_reason(base):
     metrics = httpx.get(f"{base}/metrics").text
     shed = [line for line in metrics.splitlines() if line.startswith('senpos_shed_requests_total{endpoint="sentiment"')]
     assert shed and float(shed[0].rsplit(" ", 1)[1]) >= len(refused)
+    # Refused in front of BentoML's own middleware (service.py: _to_asgi_shedding_first), so its request metrics
+    # never saw them: the cheapest refusal there is.
+    bentoml_503 = [line for line in metrics.splitlines()
+                   if line.startswith("bentoml_service_request_total") and 'http_response_code="503"' in line]
+    assert bentoml_503 == [], bentoml_503
