@@ -206,3 +206,14 @@ def test_retry_after_on_load_shedding(status, retry):
     assert (b"retry" in body) is (status == 503)
 
 
+
+
+def test_a_slow_full_collection_is_logged(monkeypatch, caplog):
+    import service.service as svc
+
+    monkeypatch.setattr(svc, "_gc_started", 0.0)  # a collection that started long ago
+    with caplog.at_level("WARNING", logger="senpos"):
+        svc._report_slow_collections("stop", {"generation": 1, "collected": 5})
+        assert "garbage collection" not in caplog.text  # young generations are not reported
+        svc._report_slow_collections("stop", {"generation": 2, "collected": 5})
+    assert "a full garbage collection stalled this worker" in caplog.text
