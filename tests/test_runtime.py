@@ -217,3 +217,60 @@ def test_a_slow_full_collection_is_logged(monkeypatch, caplog):
         assert "garbage collection" not in caplog.text  # young generations are not reported
         svc._report_slow_collections("stop", {"generation": 2, "collected": 5})
     assert "a full garbage collection stalled this worker" in caplog.text
+
+
+def _call(app, scope=None) -> list[dict]:
+    sent: list[dict] = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(app(scope or {"type": "http", "path": "/sentiment"}, receive, send))
+    return sent
+
+
+def test_timeout_middleware_cancels_its_timer_once_answered(monkeypatch):
+    """BentoML's leaves the timer (and the request's context) alive for the whole timeout after the answer."""
+    from service.middleware import TimeoutMiddleware
+
+    timers = []
+
+    async def fast(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def app(scope, receive, send):  # the middleware schedules its timer before calling `fast`
+        loop = asyncio.get_running_loop()
+        real = loop.call_later
+
+        def recording(*args):
+            timers.append(real(*args))
+            return timers[-1]
+
+        monkeypatch.setattr(loop, "call_later", recording, raising=False)
+        await TimeoutMiddleware(fast, timeout=60)(scope, receive, send)
+
+    sent = _call(app)
+    assert sent[0]["status"] == 200 and timers and all(t.cancelled() for t in timers)
+
+
+def test_timeout_middleware_answers_504_when_nothing_started_in_time():
+    from service.middleware import TimeoutMiddleware
+
+    async def slow(scope, receive, send):
+        await asyncio.sleep(5)
+
+    sent = _call(TimeoutMiddleware(slow, timeout=0.05))
+    assert sent[0]["status"] == 504 and b"0.05 seconds" in sent[1]["body"]
+
+
+def test_the_service_runs_the_timeout_middleware_that_cancels_its_timer():
+    import service.service as svc
+    from service.middleware import TimeoutMiddleware
+
+    app = svc.Senpos.to_asgi()  # what a BentoML worker hands to uvicorn
+    timeouts = [m for m in app.app.user_middleware if m.cls.__name__ == "TimeoutMiddleware"]
+    assert [m.cls for m in timeouts] == [TimeoutMiddleware] and timeouts[0].kwargs["timeout"] == svc.SETTINGS.timeout_s
