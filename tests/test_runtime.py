@@ -219,19 +219,6 @@ def test_a_slow_full_collection_is_logged(monkeypatch, caplog):
     assert "a full garbage collection stalled this worker" in caplog.text
 
 
-def _call(app, scope=None) -> list[dict]:
-    sent: list[dict] = []
-
-    async def receive():
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message):
-        sent.append(message)
-
-    asyncio.run(app(scope or {"type": "http", "path": "/sentiment"}, receive, send))
-    return sent
-
-
 def test_timeout_middleware_cancels_its_timer_once_answered(monkeypatch):
     """BentoML's leaves the timer (and the request's context) alive for the whole timeout after the answer."""
     from service.middleware import TimeoutMiddleware
@@ -253,7 +240,7 @@ def test_timeout_middleware_cancels_its_timer_once_answered(monkeypatch):
         monkeypatch.setattr(loop, "call_later", recording, raising=False)
         await TimeoutMiddleware(fast, timeout=60)(scope, receive, send)
 
-    sent = _call(app)
+    sent = asyncio.run(_call(app, b"", []))
     assert sent[0]["status"] == 200 and timers and all(t.cancelled() for t in timers)
 
 
@@ -263,7 +250,7 @@ def test_timeout_middleware_answers_504_when_nothing_started_in_time():
     async def slow(scope, receive, send):
         await asyncio.sleep(5)
 
-    sent = _call(TimeoutMiddleware(slow, timeout=0.05))
+    sent = asyncio.run(_call(TimeoutMiddleware(slow, timeout=0.05), b"", []))
     assert sent[0]["status"] == 504 and b"0.05 seconds" in sent[1]["body"]
 
 
