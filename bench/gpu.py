@@ -22,10 +22,12 @@ import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -47,15 +49,22 @@ def environment() -> dict:
     import onnxruntime as ort
 
     smi = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
-                         capture_output=True, text=True) if _has("nvidia-smi") else None
+                         capture_output=True, text=True) if shutil.which("nvidia-smi") else None
     return {"onnxruntime": ort.__version__, "onnxruntime_path": str(Path(ort.__file__).parent),
             "available_providers": ort.get_available_providers(), "device": ort.get_device(),
             "gpu": smi.stdout.strip() if smi and smi.returncode == 0 else None,
             "platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()}
 
 
-def _has(cmd: str) -> bool:
-    return any(Path(d, cmd).exists() for d in os.environ.get("PATH", "").split(os.pathsep))
+@contextmanager
+def cuda_options(**overrides: str):
+    """Sessions made inside get the service's CUDA settings with `overrides`; the settings are restored after."""
+    saved = runtime.CUDA_OPTIONS
+    runtime.CUDA_OPTIONS = {**saved, **overrides}
+    try:
+        yield
+    finally:
+        runtime.CUDA_OPTIONS = saved
 
 
 def parity(texts: list[str], zh: list[str]) -> dict:
@@ -69,13 +78,9 @@ def parity(texts: list[str], zh: list[str]) -> dict:
     encoded = [cpu_p.encode(cpu_p.segment(t)[0]) for t in zh]
     want_s, want_p = cpu_s.predict_ids(seqs), cpu_p.scores_encoded(encoded)
     out = {}
-    variants = {"service settings": runtime.CUDA_OPTIONS, "tf32 on": {**runtime.CUDA_OPTIONS, "use_tf32": "1"}}
-    for name, options in variants.items():
-        runtime.CUDA_OPTIONS = options
-        try:
+    for name, overrides in {"service settings": {}, "tf32 on": {"use_tf32": "1"}}.items():
+        with cuda_options(**overrides):
             gpu_s, gpu_p = SentimentPredictor(SENTIMENT, provider="cuda"), PosTagger(POS, provider="cuda")
-        finally:
-            runtime.CUDA_OPTIONS = variants["service settings"]
         gpu_s.cost, gpu_p.cost = cpu_s.cost, cpu_p.cost
         got_s, got_p = gpu_s.predict_ids(seqs), gpu_p.scores_encoded(encoded)
         diff_p = max(float(np.abs(a - b).max()) for a, b in zip(want_p, got_p, strict=True))
@@ -97,11 +102,8 @@ def pos_conv_search(zh: list[str]) -> dict:
 
     out = {}
     for search in ("HEURISTIC", "EXHAUSTIVE"):
-        runtime.CUDA_OPTIONS = {**runtime.CUDA_OPTIONS, "cudnn_conv_algo_search": search}
-        try:
+        with cuda_options(cudnn_conv_algo_search=search):
             tagger = PosTagger(POS, provider="cuda")
-        finally:
-            runtime.CUDA_OPTIONS = {**runtime.CUDA_OPTIONS, "cudnn_conv_algo_search": "HEURISTIC"}
         encoded = [tagger.encode(tagger.segment(t)[0]) for t in zh]
         passes = []
         for _ in range(2):
