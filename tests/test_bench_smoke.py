@@ -36,6 +36,10 @@ def test_stress_smoke():
     assert result["schemathesis"]["passed"], result["schemathesis"]
     assert result["overload"]["only_200_429_503"], result["overload"]
     assert result["soak"]["errors"] == 0, result["soak"]
+    # Where the cores went is part of each load report: the machine's share and each API worker's.
+    for cpu in (result["overload"], *result["soak"]["cpu_per_window"], *result["saturation"]["tried"]):
+        assert len(cpu["api_workers_percent"]) == 2 and 0 < cpu["machine_busy_percent"] <= 100, cpu
+    assert max(result["overload"]["api_workers_percent"]) > 0, result["overload"]
     assert result["kill_worker"]["recovered"], result["kill_worker"]
     assert result["sigterm"]["server_exit_code"] is not None
     # In-flight requests complete or are refused cleanly (503 or a closed connection), never a 500.
