@@ -10,11 +10,13 @@ its throughput fell as concurrency rose, which looked like a server collapse tha
 from __future__ import annotations
 
 import asyncio
+import gc
 import multiprocessing as mp
 import resource
 import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -30,8 +32,10 @@ class RunResult:
     latencies_ms: list[float] = field(default_factory=list)  # of 200 answers
     statuses: Counter = field(default_factory=Counter)
     client_cpu_s: float = 0.0
-    events: list[tuple[float, float, str]] = field(default_factory=list)  # (sent at s, latency ms, status)
+    # (scheduled at s, latency ms, status, ms the load generator sent it late: open loop only, else 0)
+    events: list[tuple[float, float, str, float]] = field(default_factory=list)
     send_lag_ms: list[float] = field(default_factory=list)  # open loop: how late the load generator sent each
+    full_gc_ms: list[float] = field(default_factory=list)  # open loop: the load generator's full collections
     started: float = 0.0
 
     def summary(self) -> dict:
@@ -48,6 +52,8 @@ class RunResult:
             **({"loadgen_send_lag_p50_ms": round(float(np.percentile(self.send_lag_ms, 50)), 1),
                 "loadgen_send_lag_p99_ms": round(float(np.percentile(self.send_lag_ms, 99)), 1)}
                if self.send_lag_ms else {}),
+            **({"loadgen_full_gcs": len(self.full_gc_ms), "loadgen_full_gc_max_ms": round(max(self.full_gc_ms), 1)}
+               if self.full_gc_ms else {}),
         }
 
 
@@ -58,8 +64,9 @@ def _cpu() -> float:
 
 async def _send(client: aiohttp.ClientSession, path: str, payload: dict, result: RunResult, t0: float,
                 lagged: bool = False) -> None:
+    lag = (time.perf_counter() - t0) * 1000 if lagged else 0.0
     if lagged:  # open loop: part of the latency counted from the schedule is the load generator's own delay
-        result.send_lag_ms.append((time.perf_counter() - t0) * 1000)
+        result.send_lag_ms.append(lag)
     try:
         async with client.post(path, json=payload) as r:
             await r.read()
@@ -72,7 +79,7 @@ async def _send(client: aiohttp.ClientSession, path: str, payload: dict, result:
     result.statuses[int(status) if status.isdigit() else status] += 1
     if status == "200":
         result.latencies_ms.append(latency)
-    result.events.append((t0 - result.started, latency, status))
+    result.events.append((t0 - result.started, latency, status, lag))
 
 
 def _session(base: str, timeout: float, connections: int) -> aiohttp.ClientSession:
@@ -137,19 +144,46 @@ async def open_loop(base: str, path: str, payloads: list[dict], rate: float, sec
                     items_per_request: int, timeout: float = 30.0, max_in_flight: int = 2000) -> RunResult:
     """Requests scheduled at a constant `rate`; latency counts from the scheduled time."""
     result = RunResult("open", rate, items_per_request, 0.0)
-    async with _session(base, timeout, max_in_flight) as client:
-        start, cpu0 = time.perf_counter(), _cpu()
-        result.started = start
-        tasks, n = [], int(rate * seconds)
-        for i in range(n):
-            scheduled = start + i / rate
-            delay = scheduled - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(_send(client, path, payloads[i % len(payloads)], result, scheduled, True)))
-        await asyncio.gather(*tasks)
-        result.duration_s, result.client_cpu_s = max(time.perf_counter() - start, seconds), _cpu() - cpu0
+    # Only the requests in flight are kept: holding every finished task (225k in a 10-min soak) made the load
+    # generator's full garbage collections walk them all, a stall that grew through the run and read as the
+    # server's latency.
+    in_flight: set[asyncio.Task] = set()
+    with _full_collections(result):
+        async with _session(base, timeout, max_in_flight) as client:
+            start, cpu0 = time.perf_counter(), _cpu()
+            result.started = start
+            for i in range(int(rate * seconds)):
+                scheduled = start + i / rate
+                delay = scheduled - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                task = asyncio.create_task(_send(client, path, payloads[i % len(payloads)], result, scheduled, True))
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+            await asyncio.gather(*in_flight)
+            result.duration_s, result.client_cpu_s = max(time.perf_counter() - start, seconds), _cpu() - cpu0
     return result
+
+
+@contextmanager
+def _full_collections(result: RunResult):
+    """Record how long each of the load generator's full garbage collections stalled it: a stall delays sends
+    and answers alike, and counts as server latency unless reported."""
+    started = [0.0]
+
+    def callback(phase: str, info: dict) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            result.full_gc_ms.append((time.perf_counter() - started[0]) * 1000)
+
+    gc.callbacks.append(callback)
+    try:
+        yield
+    finally:
+        gc.callbacks.remove(callback)
 
 
 def batch_stats(metrics_text: str, endpoint: str) -> dict:

@@ -127,13 +127,17 @@ def overload(base: str, pid: int, payloads: list[dict], sat: float, seconds: flo
     run = asyncio.run(open_loop(base, "/sentiment", payloads, 4 * sat, seconds, 1, timeout=30))
     busy = cpu()
     shed = shed_count(httpx.get(f"{base}/metrics").text) - shed_before
-    statuses = {s for _, _, s in run.events}
-    refused = [lat for _, lat, s in run.events if s != "200"]
+    statuses = {s for _, _, s, _ in run.events}
+    refused = [lat for _, lat, s, _ in run.events if s != "200"]
+    # The same from the moment the load generator got the request out: the server's (and the kernel's) part.
+    refused_sent = [lat - lag for _, lat, s, lag in run.events if s != "200"]
     after = asyncio.run(closed_loop(base, "/sentiment", payloads, 64, 5, 1)).summary()["items_per_s"]
     return {"offered_per_s": round(4 * sat), "seconds": seconds, **run.summary(),
             "only_200_429_503": statuses <= SHED,
             "refusal_p50_ms": round(float(np.percentile(refused, 50)), 1) if refused else None,
             "refusal_p99_ms": round(float(np.percentile(refused, 99)), 1) if refused else None,
+            "refusal_after_send_p50_ms": round(float(np.percentile(refused_sent, 50)), 1) if refused else None,
+            "refusal_after_send_p99_ms": round(float(np.percentile(refused_sent, 99)), 1) if refused else None,
             "server_shed_count": shed, **busy,
             "after_load_items_per_s_5s": after, "recovered_within_5s": after >= 0.8 * sat}
 
@@ -156,7 +160,7 @@ def soak(base: str, pid: int, payloads: list[dict], sat: float, seconds: float) 
     rss.append(round(tree_rss_mb(pid), 1))
     p99s = []
     for k in range(int(seconds // window)):
-        lat = [lat for t, lat, s in run.events if s == "200" and k * window <= t < (k + 1) * window]
+        lat = [lat for t, lat, s, _ in run.events if s == "200" and k * window <= t < (k + 1) * window]
         if lat:
             p99s.append(round(float(np.percentile(lat, 99)), 1))
     errors = sum(v for k, v in run.statuses.items() if str(k) != "200")
@@ -225,13 +229,16 @@ def markdown(r: dict) -> str:
         "| run | result | requirement met |", "|---|---|---|",
         f"| schemathesis, `{st['command'].replace('|', PIPE)}` | {st['summary']} | {'yes' if st['passed'] else 'NO'} |",
         f"| overload: {o['offered_per_s']} req/s (4x) for {o['seconds']:g} s | statuses {o['statuses']}; "
-        f"goodput {o['items_per_s']}/s; refusals p50 {o['refusal_p50_ms']} ms, p99 {o['refusal_p99_ms']} ms "
+        f"goodput {o['items_per_s']}/s; refusals p50 {o['refusal_p50_ms']} ms, p99 {o['refusal_p99_ms']} ms from "
+        f"the scheduled send (p50 {o.get('refusal_after_send_p50_ms')}, p99 {o.get('refusal_after_send_p99_ms')} ms "
+        "from the actual send) "
         f"({o['server_shed_count']:g} counted by the server's senpos_shed_requests_total; the load generator, "
         f"{o['loadgen_cpu_percent']}% CPU, sent p99 {o.get('loadgen_send_lag_p99_ms')} ms late; {_busy(o)}); "
         f"{o['after_load_items_per_s_5s']}/s in the 5 s after | "
         f"only 200/429/503: {'yes' if o['only_200_429_503'] else 'NO'}; back to full throughput in 5 s: "
-        f"{'yes' if o['recovered_within_5s'] else 'NO'}; refusals fast: "
-        f"{'yes' if (o['refusal_p99_ms'] or 0) < 1000 else 'NO'} |",
+        f"{'yes' if o['recovered_within_5s'] else 'NO'}; refusals fast (p99 < 1 s): "
+        f"{'yes' if (o['refusal_p99_ms'] or 0) < 1000 else 'NO'} from the schedule, "
+        f"{'yes' if (o.get('refusal_after_send_p99_ms') or 0) < 1000 else 'NO'} from the send |",
         f"| soak: {so['rate_per_s']} req/s (70%) for {so['duration_s']} s | {so['statuses']}; RSS {so['rss_mb'][0]} -> "
         f"{so['rss_mb'][-1]} MB ({100 * so['rss_growth']:.1f}%); p99 per window {so['p99_ms_per_window']} ms; "
         f"machine {min(busy):.0f}-{max(busy):.0f}% busy per window | "
