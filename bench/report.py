@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
+
+from bench.profile import shares
 
 
 def _best(rows: list[dict] | None) -> float:
@@ -68,6 +71,13 @@ def markdown(result: dict) -> str:
         for r in svc[key]:
             lines.append(f"- service {key}: {r['chars_per_s']} chars/s ({r['items_per_s']} sentences/s), "
                          f"p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, statuses {r['statuses']}")
+    if result.get("profile"):
+        lines += ["", "## Where the time goes (a target was missed)", "",
+                  "py-spy (200 Hz) on both API workers of a fresh server while 64 requests are in flight, one item "
+                  "per request (`bench/profile.py`); share of the samples in which a worker was busy.", ""]
+        for path, prof in result["profile"].items():
+            lines += [f"### {path}: {prof['items_per_s']} items/s during the profile", "", "| where | share |",
+                      "|---|---|", *shares(Counter(prof["samples"])), ""]
     return "\n".join(lines) + "\n"
 
 

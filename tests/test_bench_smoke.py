@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from bench.report import targets
+
 from .conftest import REPO
 
 SMOKE = REPO / "bench" / "results" / "smoke"
@@ -28,6 +30,9 @@ def test_bench_smoke():
     assert result["naive"][0]["statuses"].get("200")
     assert result["pos_in_process"]["pipeline_chars_per_s"] > 0
     assert (SMOKE / f"{result['name']}.md").exists() and (SMOKE / f"{result['name']}.png").exists()
+    if any(ok is False for _, _, ok in targets(result)):  # then the report says where the time goes
+        assert all(sum(result["profile"][path]["samples"].values()) > 0 for path in ("/sentiment", "/pos-tag"))
+        assert "## Where the time goes" in (SMOKE / f"{result['name']}.md").read_text()
 
 
 def test_stress_smoke():
