@@ -43,6 +43,8 @@ def bucket(stack: str) -> str:
 def record(pids: list[int], seconds: float):
     """Start py-spy (200 Hz) on each process for `seconds`; the function returned waits for it and counts the
     samples by bucket."""
+    if not Path(PYSPY).exists():  # else every thread below fails on its own, silently, and the profile is empty
+        raise SystemExit(f"{PYSPY} not found: py-spy is in the test extras (pip install -e '.[test]')")
     outs, threads = [], []
     for pid in pids:
         out = REPO / ".pytest_cache" / f"pyspy-{pid}.txt"
