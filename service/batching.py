@@ -52,6 +52,10 @@ class Batcher(Generic[T, R]):
         self.queue: deque[_Job] = deque()
         self.queued_items = 0
         self.running_items = 0
+        # Requests let in and not yet answered, counted by ShedLoadMiddleware: a burst that arrives at once is let
+        # in before any of it reaches the queue, so the queue alone would let all of it in.
+        self.requests_in_flight = 0
+        self._request_items = self._requests = 0.0  # decayed sums: mean items per request = ratio
         self._busy_s = self._done_items = 0.0  # decayed sums over recent batches: seconds per item = ratio
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="model")
         self._wake: asyncio.Event | None = None
@@ -63,8 +67,11 @@ class Batcher(Generic[T, R]):
         return self._busy_s / self._done_items if self._done_items else 0.0
 
     def expected_wait_s(self) -> float:
-        """How long a request arriving now would wait before its batch starts (0 until measured)."""
-        return (self.queued_items + self.running_items) * self.seconds_per_item / self.concurrency
+        """How long a request arriving now would wait before its batch starts (0 until measured): the items queued
+        and running, or, when more, those of the requests in flight that have not reached the queue yet."""
+        items_per_request = self._request_items / self._requests if self._requests else 1.0
+        ahead = max(self.queued_items + self.running_items, self.requests_in_flight * items_per_request)
+        return ahead * self.seconds_per_item / self.concurrency
 
     def refusal(self) -> str | None:
         """Why a request arriving now is refused (and counted), or None when it is welcome."""
@@ -82,6 +89,8 @@ class Batcher(Generic[T, R]):
         if self._consumer is None:
             self._wake = asyncio.Event()
             self._consumer = asyncio.get_running_loop().create_task(self._consume())
+        self._request_items = 0.9 * self._request_items + len(items)
+        self._requests = 0.9 * self._requests + 1
         job = _Job(items, asyncio.get_running_loop().create_future())
         self.queue.append(job)
         self.queued_items += len(items)

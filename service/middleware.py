@@ -40,9 +40,15 @@ class ShedLoadMiddleware:
 
     async def __call__(self, scope: Scope, receive, send) -> None:
         batcher = self.batchers.get(scope.get("path", "")) if scope["type"] == "http" else None
-        if batcher is not None and (reason := batcher.refusal()):
+        if batcher is None:
+            return await self.app(scope, receive, send)
+        if reason := batcher.refusal():
             return await _reply(send, 503, reason, [(b"retry-after", self.retry_after)])
-        await self.app(scope, receive, send)
+        batcher.requests_in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            batcher.requests_in_flight -= 1
 
 
 class TimeoutMiddleware:

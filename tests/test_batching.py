@@ -9,6 +9,7 @@ import time
 import pytest
 
 from service.batching import Batcher
+from service.middleware import ShedLoadMiddleware
 
 
 class Model:
@@ -98,6 +99,39 @@ def test_requests_over_the_queue_budget_are_refused_at_once():
     assert "SENPOS_MAX_QUEUE_MS" in str(refused[0])
     # Only what fits the budget was queued: ~0.05 s of work plus the batch running, not 30 x 0.01 s.
     assert time.perf_counter() - t0 < 0.25
+
+
+def test_a_burst_let_in_at_once_counts_before_it_reaches_the_queue():
+    """A burst passes the door (ShedLoadMiddleware) before any of it is queued, its bodies still being read: the
+    requests in flight count too, else all of it was let in (48 of 48, seen once in test_overload)."""
+    batcher = Batcher(Model(seconds=0.01), max_batch_items=8, max_queue_s=0.05)
+
+    async def app(scope, receive, send):
+        await asyncio.sleep(0.001)  # reading and validating the body
+        await batcher([0])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    door = ShedLoadMiddleware(app, {"/x": batcher})
+
+    async def request() -> int:
+        statuses = []
+
+        async def send(message):
+            if message["type"] == "http.response.start":
+                statuses.append(message["status"])
+
+        await door({"type": "http", "path": "/x"}, None, send)
+        return statuses[0]
+
+    async def go():
+        await batcher([0])  # measures the model's time per item
+        return await asyncio.gather(*(request() for _ in range(30)))
+
+    statuses = run(go())
+    assert set(statuses) == {200, 503}, statuses
+    assert statuses.count(200) <= 8, statuses  # ~0.05 s of work at 0.01 s each, not all 30
+    assert batcher.requests_in_flight == 0
 
 
 def test_a_cancelled_request_is_not_computed():
