@@ -37,7 +37,7 @@ from bench.loadgen import LoadPool
 from bench.payloads import reviews, sentences
 from bench.profile import record, shares
 from bench.run import _model_alone, limit_sentiment, pos_in_process, sweep
-from bench.stress import api_workers
+from bench.stress import api_workers, cpu_use
 from senpos import runtime
 from tests.server import server_process
 
@@ -166,12 +166,10 @@ class Sampler:
 
 def measured(fn, workers: list[psutil.Process]):
     """Run `fn()` and return its rows with the API workers' CPU use and the GPU's utilisation attached."""
-    before = {w.pid: w.cpu_times() for w in workers}
-    t0 = time.perf_counter()
+    cpu_since = cpu_use(workers)
     with Sampler() as gpu:
         rows = fn()
-    elapsed = time.perf_counter() - t0
-    cpu = sorted(round(100 * (sum(w.cpu_times()[:2]) - sum(before[w.pid][:2])) / elapsed) for w in workers)
+    cpu = sorted(cpu_since()["api_workers_percent"])
     for row in rows:
         row["api_worker_cpu_percent"] = cpu
         row["gpu"] = gpu.summary()

@@ -67,8 +67,9 @@ class Batcher(Generic[T, R]):
         return self._busy_s / self._done_items if self._done_items else 0.0
 
     def expected_wait_s(self) -> float:
-        """How long a request arriving now would wait before its batch starts (0 until measured): the items queued
-        and running, or, when more, those of the requests in flight that have not reached the queue yet."""
+        """How long a request arriving now would wait before its batch starts (0 until measured): for the items
+        queued and running or, when more, the requests let in and not yet answered times the mean items per request
+        (a burst is let in before any of it reaches the queue)."""
         items_per_request = self._request_items / self._requests if self._requests else 1.0
         ahead = max(self.queued_items + self.running_items, self.requests_in_flight * items_per_request)
         return ahead * self.seconds_per_item / self.concurrency
