@@ -17,6 +17,7 @@ from senpos.text.vocab import Vocab
 from senpos.viterbi import TagBigrams
 
 Encoded = tuple[np.ndarray, list[np.ndarray], np.ndarray]  # word ids, char ids per word, lexicon ids
+Piece = tuple[np.ndarray, np.ndarray, np.ndarray]  # word ids [n], char ids [n, width], lexicon ids [n]
 FILES = ("model.onnx", "words.json", "chars.json", "tags.json", "lexicon_tags.json", "jieba_dict.txt", "config.json")
 
 
@@ -40,6 +41,7 @@ def windows(n: int, size: int, context: int) -> list[tuple[int, int, int, int]]:
     `context` words of context on both sides (except at the ends). Returns (start, end, keep_from, keep_to)."""
     if n <= size:
         return [(0, n, 0, n)]
+    context = min(context, (size - 1) // 2)  # a window always decides at least one word
     step = size - 2 * context
     out = []
     for keep_from in range(0, n, step):
@@ -47,6 +49,21 @@ def windows(n: int, size: int, context: int) -> list[tuple[int, int, int, int]]:
         start = max(0, keep_from - context)
         end = min(n, start + size)
         out.append((start, end, keep_from, keep_to))
+    return out
+
+
+Cut = Sequence[tuple[Piece, int, int]]  # one sentence's pieces: (piece, keep_from, keep_to)
+
+
+def stitch(cut: Sequence[Cut], scores: Sequence[np.ndarray], tags: int) -> list[np.ndarray]:
+    """Each sentence's scores from its pieces' scores (`scores` in the order of the flattened `cut`)."""
+    out, k = [], 0
+    for ps in cut:
+        rows = []
+        for _, keep_from, keep_to in ps:
+            rows.append(scores[k][keep_from:keep_to])
+            k += 1
+        out.append(np.concatenate(rows) if rows else np.zeros((0, tags), dtype=np.float32))
     return out
 
 
@@ -116,37 +133,61 @@ class PosTagger:
                 [np.asarray(self.chars.encode(char_keys(w)) or [1], dtype=np.int64) for w in words],
                 np.asarray(lex, dtype=np.int64))
 
-    def scores_encoded(self, encoded: Sequence[Encoded]) -> list[np.ndarray]:
-        """Tag scores (words x tags) for encoded sentences, in order; long ones are windowed, and the windows
-        batched with others of similar length (runtime.plan_batches), padded only to the longest of their batch."""
-        pieces = []  # (sentence, start, end, keep_from, keep_to)
-        for s, (w, *_) in enumerate(encoded):
-            pieces += [(s, *win) for win in windows(len(w), self.max_words, self.context)]
-        out = [np.zeros((len(w), len(self.tags)), dtype=np.float32) for w, *_ in encoded]
-        for batch in plan_batches([p[2] - p[1] for p in pieces], self.max_batch, self.cost):
-            lengths = np.array([max(pieces[i][2] - pieces[i][1], 1) for i in batch], dtype=np.int64)
-            max_len = int(lengths.max())
-            max_chars = max((len(c) for i in batch for c in encoded[pieces[i][0]][1][pieces[i][1] : pieces[i][2]]),
-                            default=1)
-            words = np.zeros((len(batch), max_len), dtype=np.int64)
-            lex = np.zeros((len(batch), max_len), dtype=np.int64)
-            chars = np.zeros((len(batch), max_len, max_chars), dtype=np.int64)
-            for row, i in enumerate(batch):
-                s, start, end, _, _ = pieces[i]
-                words[row, : end - start] = encoded[s][0][start:end]
-                lex[row, : end - start] = encoded[s][2][start:end]
-                for j, c in enumerate(encoded[s][1][start:end]):
-                    chars[row, j, : len(c)] = c
-            scores = self._run(words, chars, lex, lengths)
-            for row, i in enumerate(batch):
-                s, start, _, keep_from, keep_to = pieces[i]
-                out[s][keep_from:keep_to] = scores[row, keep_from - start : keep_to - start]
+    def pieces(self, encoded: Encoded) -> list[tuple[Piece, int, int]]:
+        """Cut one encoded sentence into model inputs of at most `max_words` words (windows with context):
+        (piece, keep_from, keep_to), where the piece's rows keep_from:keep_to are the words it decides."""
+        w, chars, lex = encoded
+        out = []
+        for start, end, keep_from, keep_to in windows(len(w), self.max_words, self.context):
+            width = max((len(c) for c in chars[start:end]), default=1)
+            grid = np.zeros((end - start, width), dtype=np.int64)
+            for j, c in enumerate(chars[start:end]):
+                grid[j, : len(c)] = c
+            out.append(((w[start:end], grid, lex[start:end]), keep_from - start, keep_to - start))
         return out
 
+    def scores_pieces(self, pieces: Sequence[Piece]) -> list[np.ndarray]:
+        """Tag scores (words x tags) for each piece, in order: the model call. Pieces are batched with others
+        of similar length (runtime.plan_batches), padded only to the longest of their batch."""
+        return self.scores_pieces_costed(pieces)[0]
+
+    def scores_pieces_costed(self, pieces: Sequence[Piece]) -> tuple[list[np.ndarray], float]:
+        """`scores_pieces`, and the seconds the cost model predicted for the calls it made."""
+        out, predicted = [], 0.0
+        order: list[int] = []
+        for batch in plan_batches([max(len(p[0]), 1) for p in pieces], self.max_batch, self.cost):
+            lengths = np.array([max(len(pieces[i][0]), 1) for i in batch], dtype=np.int64)
+            width = max(pieces[i][1].shape[1] for i in batch)
+            words = np.zeros((len(batch), int(lengths.max())), dtype=np.int64)
+            lex = np.zeros_like(words)
+            chars = np.zeros((len(batch), int(lengths.max()), width), dtype=np.int64)
+            for row, i in enumerate(batch):
+                w, c, x = pieces[i]
+                words[row, : len(w)], lex[row, : len(w)] = w, x
+                chars[row, : len(w), : c.shape[1]] = c
+            scores = self._run(words, chars, lex, lengths)
+            predicted += self.cost(len(batch), int(lengths.max()))
+            out += [scores[row, : len(pieces[i][0])] for row, i in enumerate(batch)]
+            order += batch
+        result: list[np.ndarray] = [np.empty(0)] * len(pieces)
+        for i, s in zip(order, out, strict=True):
+            result[i] = s
+        return result, predicted
+
+    def scores_encoded(self, encoded: Sequence[Encoded]) -> list[np.ndarray]:
+        """Tag scores (words x tags) for encoded sentences, in order; long ones are windowed (`pieces`)."""
+        cut = [self.pieces(e) for e in encoded]
+        flat = self.scores_pieces([p for ps in cut for p, _, _ in ps])
+        return stitch(cut, flat, len(self.tags))
+
+    def decode(self, scores: np.ndarray) -> list[str]:
+        """One sentence's tags from its scores (Viterbi with the tag bigrams when the model ships them)."""
+        best = self.bigrams.decode(scores) if self.bigrams else scores.argmax(-1)
+        return [self.tags[t] for t in best]
+
     def tag_encoded(self, encoded: Sequence[Encoded]) -> list[list[str]]:
-        """Tags for encoded sentences, in order (Viterbi with the tag bigrams when the model ships them)."""
-        decode = self.bigrams.decode if self.bigrams else (lambda scores: scores.argmax(-1))
-        return [[self.tags[t] for t in decode(scores)] for scores in self.scores_encoded(encoded)]
+        """Tags for encoded sentences, in order."""
+        return [self.decode(scores) for scores in self.scores_encoded(encoded)]
 
     def tag(self, items: Sequence[str | Sequence[str]]) -> list[Tagged]:
         """Words, PFR tags and offsets for each text (or word list), in order."""

@@ -50,6 +50,13 @@ def choose_providers(available: Sequence[str], want: str = "auto", has_gpu: bool
     return [CUDA, CPU] if cuda_ok else [CPU]
 
 
+def cuda_available() -> bool:
+    """onnxruntime here has its CUDA provider and a GPU is visible."""
+    import onnxruntime as ort
+
+    return CUDA in ort.get_available_providers() and gpu_visible()
+
+
 _cuda_preloaded = False
 
 

@@ -16,6 +16,11 @@ from senpos.text.vocab import Vocab
 FILES = ("model.onnx", "vocab.json", "config.json")
 
 
+def sentiment_label(p_positive: float) -> str:
+    """The label users see for a score: the one rule, shared by the service and every benchmark peer."""
+    return "positive" if p_positive >= 0.5 else "negative"
+
+
 def vocab_digest(vocab: Vocab) -> str:
     """Stored in the ONNX metadata at export, so a mismatched vocabulary is caught at load."""
     return hashlib.sha256("\n".join(vocab.itos).encode("utf-8")).hexdigest()
@@ -66,14 +71,19 @@ class SentimentPredictor:
     def predict_ids(self, seqs: Sequence[np.ndarray]) -> np.ndarray:
         """Score encoded reviews in batches of similar length (planned with the measured cost of padding
         against the cost of another call); results in input order."""
-        out = np.empty(len(seqs), dtype=np.float32)
+        return self.predict_ids_costed(seqs)[0]
+
+    def predict_ids_costed(self, seqs: Sequence[np.ndarray]) -> tuple[np.ndarray, float]:
+        """`predict_ids`, and the seconds the cost model predicted for the calls it made."""
+        out, predicted = np.empty(len(seqs), dtype=np.float32), 0.0
         for batch in plan_batches([len(s) for s in seqs], self.max_batch, self.cost):
             lengths = np.array([len(seqs[i]) for i in batch], dtype=np.int64)
             ids = np.zeros((len(batch), int(lengths.max())), dtype=np.int64)
             for row, i in enumerate(batch):
                 ids[row, : lengths[row]] = seqs[i]
             out[batch] = self._run(ids, lengths)
-        return out
+            predicted += self.cost(len(batch), int(lengths.max()))
+        return out, predicted
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
         """P(positive) for each text, in order."""

@@ -1,12 +1,13 @@
-"""ASGI middleware: early load shedding (503), a request body size limit (413), JSON only (415) and
-Retry-After on load-shedding answers (503/429)."""
+"""ASGI middleware: early load shedding (503), a request body size limit (413) and cancelling a request whose
+client went away, JSON only (415), Retry-After on load-shedding answers (503/429), a timeout (504)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 Scope = dict[str, Any]
@@ -31,24 +32,23 @@ async def _reply(send, status: int, message: str, headers: list[tuple[bytes, byt
 class ShedLoadMiddleware:
     """Refuse a request for a model whose queue is over its budget at once: 503 with Retry-After and a JSON
     body saying why, before the body is read or validated, so a refusal under overload costs little CPU and
-    comes back fast instead of queueing. `batchers` maps a route to the object that knows (service/batching.py).
+    comes back fast instead of queueing. `doors` maps a route to `admit(content_length)`, a context manager that
+    yields the refusal or None and holds the request's reservation while it is let in (service/batching.py).
     """
 
-    def __init__(self, app, batchers: Mapping[str, Any], retry_after_s: int = 1):
-        self.app, self.batchers = app, batchers
+    def __init__(self, app, doors: Mapping[str, Callable[[int], Any]], retry_after_s: int = 1):
+        self.app, self.doors = app, doors
         self.retry_after = str(retry_after_s).encode()
 
     async def __call__(self, scope: Scope, receive, send) -> None:
-        batcher = self.batchers.get(scope.get("path", "")) if scope["type"] == "http" else None
-        if batcher is None:
+        admit = self.doors.get(scope.get("path", "")) if scope["type"] == "http" else None
+        if admit is None:
             return await self.app(scope, receive, send)
-        if reason := batcher.refusal():
-            return await _reply(send, 503, reason, [(b"retry-after", self.retry_after)])
-        batcher.requests_in_flight += 1
-        try:
+        length = dict(scope.get("headers") or []).get(b"content-length", b"0")
+        with admit(int(length) if length.isdigit() else 0) as refusal:
+            if refusal:
+                return await _reply(send, 503, refusal, [(b"retry-after", self.retry_after)])
             await self.app(scope, receive, send)
-        finally:
-            batcher.requests_in_flight -= 1
 
 
 class TimeoutMiddleware:
@@ -143,7 +143,7 @@ class BodyLimitMiddleware:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        body, replayed = b"".join(chunks), False
+        body, replayed, answering = b"".join(chunks), False, False
 
         async def replay():
             nonlocal replayed
@@ -152,7 +152,27 @@ class BodyLimitMiddleware:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
-        await self.app(scope, replay, send)
+        async def watched_send(message) -> None:
+            nonlocal answering
+            answering = True
+            await send(message)
+
+        # Work nobody waits for is dropped: once the body is in, the server's next message is the client's
+        # disconnect (or the end of our answer); a disconnect before the answer starts cancels the request.
+        task = asyncio.ensure_future(self.app(scope, replay, watched_send))
+        gone = asyncio.ensure_future(receive())
+        try:
+            done, _ = await asyncio.wait([task, gone], return_when=asyncio.FIRST_COMPLETED)
+            left = task not in done and not gone.exception() and gone.result()["type"] == "http.disconnect"
+            if left and not answering:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                return
+            await task
+        finally:
+            gone.cancel()
+            task.cancel()
 
 
 class JsonOnlyMiddleware:
@@ -208,34 +228,3 @@ class RetryAfterMiddleware:
             await send(message)
 
         await self.app(scope, receive, with_retry_after)
-
-
-def docs_app(openapi_spec):
-    """`/docs`: the Swagger UI that BentoML serves at `/`, with the OpenAPI document at `/docs/docs.json`.
-
-    Mounted under /docs, so the page's relative asset links are made absolute.
-    """
-    from pathlib import Path
-
-    import _bentoml_impl.server as bentoml_server
-
-    page = (Path(bentoml_server.__file__).parent / "main-openapi.html").read_text(encoding="utf-8")
-    page_bytes = page.replace("./static_content/", "/static_content/").encode()
-
-    async def app(scope: Scope, receive, send) -> None:
-        if scope["type"] != "http":
-            return
-        if scope["path"].endswith("docs.json"):
-            body, kind = json.dumps(openapi_spec().asdict()).encode(), b"application/json"
-        else:
-            body, kind = page_bytes, b"text/html; charset=utf-8"
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-type", kind), (b"content-length", str(len(body)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
-
-    return app

@@ -1,63 +1,65 @@
-"""senpos HTTP API: POST /sentiment and POST /pos-tag, with adaptive batching.
+"""senpos HTTP API: POST /sentiment and POST /pos-tag, with adaptive batching in one queue per model.
 
-One service, `SENPOS_API_WORKERS` processes. In each, requests are validated (service/schemas.py) and then
-batched (service/batching.py): whenever a model is free, the items of every queued request go to it in one
-call, which tokenises them and runs them through onnxruntime in batches of similar length; each request gets
-its own results back in order. When the queue ahead is longer than SENPOS_MAX_QUEUE_MS, a request is refused at
-once with 503 and Retry-After instead of waiting.
-Measured on this 2-core machine, one service beat a composition (API processes calling a separate batching
-model service through `bentoml.depends`) by 1.9x: the extra HTTP hop per call cost more CPU than it saved.
+`SENPOS_API_WORKERS` processes validate, tokenise and decode (service/pipeline.py). The model work goes to a
+batching queue per model (service/batching.py): in each API worker (`SENPOS_LAYOUT=single`), or in one model
+process, `SenposModels`, that every API worker feeds (`split`; the default on CUDA, where a GPU needs large
+batches from all workers). A request whose queue is over its budget is refused at once (503, Retry-After).
+docs/design.md says why each piece is built the way it is.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
-import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import bentoml
-from bentoml._internal.server.http.traffic import TimeoutMiddleware as BentoTimeoutMiddleware
-from starlette.middleware import Middleware
+from starlette.responses import JSONResponse
 
 from senpos.pos import PosTagger
-from senpos.pos_tags import to_upos
 from senpos.runtime import ModelLoadError
 from senpos.sentiment import SentimentPredictor
 from service.batching import Batcher
+from service.bentoml_seam import docs_app, plain_json_outputs, put_in_front
 from service.middleware import (
     BodyLimitMiddleware,
     JsonOnlyMiddleware,
     RebalanceMiddleware,
     RetryAfterMiddleware,
     ShedLoadMiddleware,
-    TimeoutMiddleware,
-    docs_app,
 )
+from service.model_client import ModelClient
+from service.model_server import ModelServer
+from service.pipeline import Pipeline
 from service.schemas import PosItems, Texts
 from service.settings import SETTINGS
+from service.units import Pricing
 
 log = logging.getLogger("senpos")
-# BentoML sets only its own loggers to INFO (the root stays at WARNING): without this, the lines that say which
-# provider runs each model (senpos.runtime) and that the models loaded would never reach the server's log.
+# BentoML sets only its own loggers to INFO: without this, which provider runs each model would never be logged.
 log.setLevel(logging.INFO)
-BATCHERS: dict[str, Batcher] = {}  # route -> its batcher, in this worker process (read by ShedLoadMiddleware)
+LAYOUT = SETTINGS.resolved_layout()
+DOORS: dict[str, Callable] = {}  # route -> admit(content_length), in this worker (read by ShedLoadMiddleware)
 BATCH_SIZE = bentoml.metrics.Histogram(
     name="senpos_batch_size", documentation="Items per model call (adaptive batching)", labelnames=["endpoint"],
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
 QUEUE_WAIT = bentoml.metrics.Histogram(
-    name="senpos_queue_wait_seconds", documentation="Time the oldest request of a batch waited for the model",
+    name="senpos_queue_wait_seconds", documentation="Time the oldest unit of a batch waited for the model",
     labelnames=["endpoint"], buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
 SHED = bentoml.metrics.Counter(
     name="senpos_shed_requests", documentation="Requests refused with 503 because the queue was full",
     labelnames=["endpoint"])
+DROPPED = bentoml.metrics.Counter(
+    name="senpos_dropped_units", documentation="Units of work dropped unrun: their request timed out or its "
+    "client went away", labelnames=["endpoint"])
+ENDPOINTS = {"sentiment": "sentiment", "pos": "pos_tag"}  # model -> the endpoint label its metrics carry
 
 
 class QuietRefusals(logging.Filter):
-    """Leave load-shedding answers (503, 429) out of the access log (SENPOS_ACCESS_LOG=1); /metrics counts them.
-    Under overload a line per refusal costs more CPU than the refusal: at 1,500 req/s on 2 cores goodput was
-    133 answers/s with every line logged, ~195 with refusals left out, 221-284 with no access log."""
+    """Leave load-shedding answers (503, 429) out of the access log (SENPOS_ACCESS_LOG=1); /metrics counts them:
+    under overload a line per refusal costs more CPU than the refusal."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args if isinstance(record.args, tuple) else ()
@@ -67,15 +69,19 @@ class QuietRefusals(logging.Filter):
 logging.getLogger("bentoml.access").addFilter(QuietRefusals())
 
 
+def load_models(provider: str | None = None, threads: int = SETTINGS.model_threads):
+    return (SentimentPredictor(SETTINGS.sentiment_model, threads=threads, provider=provider,
+                               max_batch=SETTINGS.max_batch_size),
+            PosTagger(SETTINGS.pos_model, threads=threads, provider=provider, max_batch=SETTINGS.max_batch_size))
+
+
 def check_models() -> None:
-    """Load both models once in the `bentoml serve` process, before any worker starts, so a missing or
-    corrupt file or a mismatched vocabulary stops the server at start, naming the file and the problem
-    (a failing worker would otherwise be restarted forever)."""
-    # On the CPU unless the GPU is required: then a CUDA that cannot start stops the server here too.
-    provider = "cuda" if os.environ.get("SENPOS_PROVIDER", "").lower() == "cuda" else "cpu"
+    """Load both models once in the `bentoml serve` process, before any worker starts, so a missing or corrupt
+    file or a mismatched vocabulary stops the server at start, naming the file (a failing worker would
+    otherwise be restarted forever). On the CPU unless the GPU is required: then a CUDA that cannot start stops
+    the server here too."""
     try:
-        SentimentPredictor(SETTINGS.sentiment_model, threads=1, provider=provider)
-        PosTagger(SETTINGS.pos_model, threads=1, provider=provider)
+        load_models(provider="cuda" if SETTINGS.provider == "cuda" else "cpu", threads=1)
     except ModelLoadError as e:
         raise SystemExit(f"senpos cannot start: {e}") from None
 
@@ -84,14 +90,43 @@ if bentoml.server_context.worker_index is None:  # the serving process itself, n
     check_models()
 
 
+def model_queues(english: SentimentPredictor, chinese: PosTagger) -> tuple[dict[str, Batcher], dict[str, Pricing]]:
+    """One batching queue per model, running these predictors' model calls."""
+
+    def batcher(model: str, fn: Callable[[list], tuple[Sequence, float]]) -> Batcher:
+        endpoint = ENDPOINTS[model]
+
+        def record(items: int, waited_s: float, _running_s: float) -> None:
+            BATCH_SIZE.labels(endpoint=endpoint).observe(items)
+            QUEUE_WAIT.labels(endpoint=endpoint).observe(waited_s)
+
+        return Batcher(fn, SETTINGS.max_batch_size, SETTINGS.max_queue_ms / 1000, SETTINGS.model_calls,
+                       costed=True, on_batch=record, on_shed=SHED.labels(endpoint=endpoint).inc,
+                       on_drop=DROPPED.labels(endpoint=endpoint).inc)
+
+    queues = {"sentiment": batcher("sentiment", english.predict_ids_costed),
+              "pos": batcher("pos", chinese.scores_pieces_costed)}
+    width = lambda p: min(SETTINGS.max_batch_size, p.cost.max_rows)  # noqa: E731
+    return queues, {"sentiment": Pricing(english.cost, width(english)), "pos": Pricing(chinese.cost, width(chinese))}
+
+
+def warm_up(english: SentimentPredictor, chinese: PosTagger) -> None:
+    english.predict(["warm-up review"] * 4)
+    chinese.tag(["预热句子。", ["预热"]])
+
+
+def freeze_long_lived_objects() -> None:
+    """The vocabularies and jieba's dictionary are ~230k long-lived objects that every full garbage collection
+    would walk with the GIL held; frozen, they are never walked again."""
+    gc.freeze()
+    gc.callbacks.append(_report_slow_collections)
+
+
 _gc_started = 0.0
 
 
 def _report_slow_collections(phase: str, info: dict) -> None:
-    """Log a full garbage collection that stalled this worker (the GIL is held throughout) for over 50 ms: a
-    latency spike that no request explains. This log found BentoML's timeout middleware keeping every request's
-    objects alive for 60 s (middleware.TimeoutMiddleware): one such stall every 1-2 minutes per worker at 70%
-    load, 88-156 ms; none in 3 minutes at the same load once it was replaced."""
+    """Log a full garbage collection that stalled this process for over 50 ms: a latency spike no request explains."""
     global _gc_started
     if phase == "start":
         _gc_started = time.perf_counter()
@@ -100,14 +135,30 @@ def _report_slow_collections(phase: str, info: dict) -> None:
                     paused * 1000, info["collected"])
 
 
-def _batcher(endpoint: str, fn: Callable[[list], list[dict]]) -> Batcher:
-    def record(items: int, waited_s: float, _running_s: float) -> None:
-        BATCH_SIZE.labels(endpoint=endpoint).observe(items)
-        QUEUE_WAIT.labels(endpoint=endpoint).observe(waited_s)
+@bentoml.service(workers=1, traffic={"timeout": SETTINGS.timeout_s})
+class SenposModels:
+    """The `split` layout's model process: both models and their batching queues, fed by every API worker over
+    SENPOS_MODEL_ADDRESS (service/model_server.py)."""
 
-    return Batcher(fn, SETTINGS.max_batch_size, SETTINGS.max_queue_ms / 1000, SETTINGS.model_calls,
-                   on_batch=record, on_shed=SHED.labels(endpoint=endpoint).inc)
+    def __init__(self) -> None:
+        english, chinese = load_models()
+        log.info("model process: sentiment on %s, pos on %s", english.provider, chinese.provider)
+        warm_up(english, chinese)
+        self.batchers, pricing = model_queues(english, chinese)
+        self.server = ModelServer(self.batchers, pricing)
+        freeze_long_lived_objects()
 
+    @bentoml.on_startup
+    async def listen(self) -> None:
+        address = SETTINGS.resolved_model_address()
+        self.listener = await self.server.start(address)
+        log.info("model process listening on %s", address)
+
+    @bentoml.api
+    def queues(self) -> dict:
+        """Each model queue's state: units queued, expected wait (s), slowdown against the cost model."""
+        return {m: {"units": q.queued_units, "wait_s": q.expected_wait_s(), "slowdown": q.slowdown}
+                for m, q in self.batchers.items()}
 
 
 @bentoml.service(workers=SETTINGS.api_workers,
@@ -116,42 +167,61 @@ def _batcher(endpoint: str, fn: Callable[[list], list[dict]]) -> Batcher:
 class Senpos:
     """English sentiment and Chinese POS tagging."""
 
+    if LAYOUT == "split" and not SETTINGS.model_address:
+        models = bentoml.depends(SenposModels)  # started beside the API workers by `bentoml serve`
+
     def __init__(self) -> None:
-        threads = SETTINGS.model_threads
-        self.english = SentimentPredictor(SETTINGS.sentiment_model, threads=threads, max_batch=SETTINGS.max_batch_size)
-        self.chinese = PosTagger(SETTINGS.pos_model, threads=threads, max_batch=SETTINGS.max_batch_size)
-        log.info("models loaded: sentiment on %s, pos on %s", self.english.provider, self.chinese.provider)
-        self.english.predict(["warm-up review"] * 4)
-        self.chinese.tag(["预热句子。", ["预热"]])
-        self.sentiment_batcher = BATCHERS["/sentiment"] = _batcher("sentiment", self._sentiment)
-        self.pos_batcher = BATCHERS["/pos-tag"] = _batcher("pos_tag", self._pos_tag)
-        # The models' vocabularies and jieba's dictionary are ~230k long-lived objects; a full garbage collection
-        # walked them all for ~110 ms with the GIL held, stalling the worker often enough under load to push its
-        # queue over budget (29 sheds in a 10-min soak at 70%). Frozen, they are never walked again.
-        gc.freeze()
-        gc.callbacks.append(_report_slow_collections)
-        self.ready = True
+        if LAYOUT == "split":  # the models' sessions run in the model process; here only for tokenising
+            english, chinese = load_models(provider="cpu", threads=1)
+            self.client = ModelClient(SETTINGS.resolved_model_address(), SETTINGS.max_queue_ms / 1000,
+                                      {m: SHED.labels(endpoint=e).inc for m, e in ENDPOINTS.items()})
+            queues, pricing = self.client.queues, lambda m: self.client.pricing[m]
+        else:
+            english, chinese = load_models()
+            log.info("models loaded: sentiment on %s, pos on %s", english.provider, chinese.provider)
+            warm_up(english, chinese)
+            self.client = None
+            queues, prices = model_queues(english, chinese)
+            pricing = prices.__getitem__
+        self.pipeline = Pipeline(english, chinese, queues, pricing)
+        DOORS["/sentiment"] = lambda length: queues["sentiment"].admit(pricing("sentiment").body(length))
+        DOORS["/pos-tag"] = lambda length: queues["pos"].admit(pricing("pos").body(length))
+        freeze_long_lived_objects()
+
+    @bentoml.on_startup
+    async def connect(self) -> None:
+        """Split layout: reach the model process (it may still be loading) before saying ready."""
+        deadline = time.monotonic() + 300
+        while self.client is not None and not self.client.connected:
+            try:
+                await self.client.connect()
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
 
     def __is_ready__(self) -> bool:
-        return getattr(self, "ready", False)
+        return self.client is None or self.client.connected
 
     @bentoml.api(route="/sentiment")
     async def sentiment(self, texts: Texts) -> list[dict]:
         """P(positive) for each English text, in order: `{"label": "positive"|"negative", "score": p}`."""
-        return await self.sentiment_batcher(texts)  # ShedLoadMiddleware let it in
+        return too_large(texts) or await self.pipeline.sentiment(texts)
 
     @bentoml.api(route="/pos-tag")
     async def pos_tag(self, texts: PosItems) -> list[dict]:
         """Words, PFR tags, Universal POS tags and [start, end) offsets for each item, in order."""
-        return await self.pos_batcher(texts)
+        return too_large(texts) or await self.pipeline.pos_tag(texts)
 
-    def _sentiment(self, texts: list[str]) -> list[dict]:
-        scores = self.english.predict(texts)
-        return [{"label": "positive" if p >= 0.5 else "negative", "score": float(p)} for p in scores]
 
-    def _pos_tag(self, items: list[str | list[str]]) -> list[dict]:
-        return [{"words": r.words, "tags": r.tags, "upos": [to_upos(t) for t in r.tags],
-                 "offsets": [list(o) for o in r.offsets]} for r in self.chinese.tag(items)]
+def too_large(items: Sequence[str | Sequence[str]]) -> JSONResponse | None:
+    """413 for a request over SENPOS_MAX_REQUEST_CHARS: what one request may cost everyone else is bounded."""
+    total = sum(len(x) if isinstance(x, str) else sum(map(len, x)) for x in items)
+    if total <= SETTINGS.max_request_chars:
+        return None
+    return JSONResponse({"error": f"the request has {total} characters in all; the limit is "
+                                  f"{SETTINGS.max_request_chars} (SENPOS_MAX_REQUEST_CHARS): split it"},
+                        status_code=413)
 
 
 Senpos.add_asgi_middleware(RebalanceMiddleware, every=SETTINGS.keepalive_requests)
@@ -159,28 +229,5 @@ Senpos.add_asgi_middleware(JsonOnlyMiddleware)
 Senpos.add_asgi_middleware(BodyLimitMiddleware, max_bytes=SETTINGS.max_body_bytes)
 Senpos.add_asgi_middleware(RetryAfterMiddleware, seconds=1)
 Senpos.mount_asgi_app(docs_app(lambda: Senpos.openapi_spec), path="/docs", name="docs")
-for _api in Senpos.apis.values():  # else BentoML rebuilds each output's JSON schema per response to find its
-    _api.output_spec.media_type = "application/json"  # media type: 4% of the CPU under load (py-spy)
-
-
-# Refusals go first, in front of BentoML's own middleware. BentoML 1.4 puts a service's middleware after its
-# metrics, OpenTelemetry, timeout and concurrency layers, so every refusal paid for all of them, and under 4x
-# overload on 2 cores that CPU is what made refusals slow: 40-s runs at 1,284 req/s, refusals p50 54-290 ms and
-# p99 0.8-11.6 s, goodput 181-270/s; in front, p50 6-8 ms, p99 0.4-0.7 s, goodput 409-410/s. Wrapping the ASGI
-# app BentoML hands to uvicorn (Service.to_asgi, what its worker calls) puts the check there. Refusals are then
-# missing from BentoML's request metrics and counted in senpos_shed_requests_total; tests/test_overload.py checks.
-_bentoml_to_asgi = bentoml.Service.to_asgi
-
-
-def _to_asgi_shedding_first(self, is_main: bool = True):
-    app = _bentoml_to_asgi(self, is_main)
-    if self is not Senpos:
-        return app
-    # Starlette builds its middleware stack on the first request, from this list: swap in the timeout middleware
-    # that cancels its timer (middleware.TimeoutMiddleware says why).
-    app.user_middleware = [Middleware(TimeoutMiddleware, timeout=m.kwargs["timeout"])
-                           if m.cls is BentoTimeoutMiddleware else m for m in app.user_middleware]
-    return ShedLoadMiddleware(app, batchers=BATCHERS)
-
-
-bentoml.Service.to_asgi = _to_asgi_shedding_first
+plain_json_outputs(Senpos)
+put_in_front(Senpos, lambda app: ShedLoadMiddleware(app, doors=DOORS))

@@ -17,11 +17,16 @@
 | SENPOS_KEEPALIVE_REQUESTS | 100 | mean requests per connection before the client is asked to reconnect (0: never) |
 | SENPOS_ACCESS_LOG | 0 | 1: one log line per answered request (refusals are only counted, in /metrics) |
 | SENPOS_PROVIDER | auto | onnxruntime provider: auto, cuda or cpu |
+| SENPOS_LAYOUT | auto | single: each API worker runs the models; split: one model process for all; auto: CUDA: split |
+| SENPOS_MODEL_ADDRESS | (a local socket) | split: the model process's unix:///path or tcp://host:port |
+| SENPOS_MAX_REQUEST_CHARS | 100000 | characters per request, all items together (413 above it) |
 """
 
 from __future__ import annotations
 
+import json
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +40,13 @@ def _int(name: str, default: int) -> int:
         return int(raw) if raw.strip() else default
     except ValueError:
         raise SystemExit(f"{name}={raw!r}: expected an integer") from None
+
+
+def _choice(name: str, choices: tuple[str, ...]) -> str:
+    raw = (os.environ.get(name) or choices[0]).strip().lower()
+    if raw not in choices:
+        raise SystemExit(f"{name}={raw!r}: expected one of {', '.join(choices)}")
+    return raw
 
 
 def _path(name: str, default: str) -> Path:
@@ -58,6 +70,10 @@ class Settings:
     timeout_s: int
     keepalive_requests: int
     access_log: bool
+    provider: str
+    layout: str
+    model_address: str
+    max_request_chars: int
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -76,7 +92,29 @@ class Settings:
             timeout_s=_int("SENPOS_TIMEOUT_S", 60),
             keepalive_requests=_int("SENPOS_KEEPALIVE_REQUESTS", 100),
             access_log=bool(_int("SENPOS_ACCESS_LOG", 0)),
+            provider=_choice("SENPOS_PROVIDER", ("auto", "cuda", "cpu")),
+            layout=_choice("SENPOS_LAYOUT", ("auto", "single", "split")),
+            model_address=os.environ.get("SENPOS_MODEL_ADDRESS", ""),
+            max_request_chars=_int("SENPOS_MAX_REQUEST_CHARS", 100_000),
         )
+
+    def resolved_layout(self) -> str:
+        """`auto` is `split` where the models run on CUDA (a GPU must be fed by one queue), else `single`."""
+        if self.layout != "auto":
+            return self.layout
+        from senpos.runtime import cuda_available
+
+        return "split" if self.provider != "cpu" and cuda_available() else "single"
+
+    def resolved_model_address(self) -> str:
+        """The model process's address: by default a socket in the directory `bentoml serve` keeps for its own
+        sockets (removed when it stops), else in the temp directory, named after it (the workers' parent)."""
+        if self.model_address:
+            return self.model_address
+        uris = json.loads(os.environ.get("BENTOML_RUNNER_MAP") or "{}")
+        home = next((u[len("unix://") :] for u in uris.values() if u.startswith("unix://")), None)
+        folder = os.path.dirname(home) if home else tempfile.gettempdir()
+        return f"unix://{folder}/senpos-models-{os.getppid()}.sock"
 
 
 SETTINGS = Settings.from_env()

@@ -1,4 +1,5 @@
-"""The adaptive batcher (service/batching.py), in process: joining, order, budget, failures."""
+"""The adaptive batcher (service/batching.py), in process: joining, order, fairness, cost-aware admission,
+dropping work nobody waits for."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import time
 
 import pytest
 
-from service.batching import Batcher
+from service.batching import Batcher, Unit
 from service.middleware import ShedLoadMiddleware
 
 
@@ -29,6 +30,13 @@ class Model:
         return [2 * x for x in items]
 
 
+async def ask(batcher: Batcher, items: list, cost_per_item: float = 0.0, unit_items: int = 0) -> list:
+    """One request: its items in units of `unit_items` (all in one unit by default); flat results."""
+    size = unit_items or len(items)
+    units = [Unit(items[a : a + size], cost_per_item * len(items[a : a + size])) for a in range(0, len(items), size)]
+    return [r for unit in await batcher.run(units) for r in unit]
+
+
 def run(coro):
     return asyncio.run(coro)
 
@@ -38,7 +46,7 @@ def test_concurrent_requests_are_joined_and_answered_in_order():
     batcher = Batcher(model, max_batch_items=64, max_queue_s=10)
 
     async def go():
-        return await asyncio.gather(*(batcher([i, 100 + i]) for i in range(40)))
+        return await asyncio.gather(*(ask(batcher, [i, 100 + i]) for i in range(40)))
 
     answers = run(go())
     assert answers == [[2 * i, 200 + 2 * i] for i in range(40)]
@@ -53,16 +61,16 @@ def test_an_idle_batcher_does_not_wait_for_company():
 
     async def go():
         t0 = time.perf_counter()
-        await batcher([1])
+        await ask(batcher, [1])
         return time.perf_counter() - t0
 
     assert run(go()) < 0.05
 
 
-def test_a_request_larger_than_the_batch_runs_alone():
+def test_a_unit_larger_than_the_batch_runs_alone():
     model = Model()
     batcher = Batcher(model, max_batch_items=4, max_queue_s=10)
-    assert run(batcher(list(range(10)))) == [2 * x for x in range(10)]
+    assert run(ask(batcher, list(range(10)))) == [2 * x for x in range(10)]
     assert model.calls == [list(range(10))]
 
 
@@ -71,11 +79,55 @@ def test_a_failing_batch_fails_only_its_own_requests():
     batcher = Batcher(model, max_batch_items=1, max_queue_s=10)
 
     async def go():
-        return await asyncio.gather(batcher([1]), batcher([-1]), batcher([3]), return_exceptions=True)
+        return await asyncio.gather(ask(batcher, [1]), ask(batcher, [-1]), ask(batcher, [3]), return_exceptions=True)
 
     good, bad, after = run(go())
     assert good == [2] and after == [6]
     assert isinstance(bad, ValueError) and "cannot score -1" in str(bad)
+
+
+def test_units_of_a_large_request_interleave_with_a_small_one():
+    """Round-robin over requests: a small request queued behind 40 units of a large one runs next, not last."""
+    model = Model(seconds=0.002)
+    batcher = Batcher(model, max_batch_items=4, max_queue_s=100)
+
+    async def go():
+        large = asyncio.ensure_future(ask(batcher, list(range(160)), unit_items=4))
+        await asyncio.sleep(0.001)  # the large request's units are queued, its first is running
+        await ask(batcher, [1000])
+        return len(model.calls), await large
+
+    calls_before_small_answered, large = run(go())
+    assert large == [2 * x for x in range(160)]
+    assert calls_before_small_answered <= 3, calls_before_small_answered
+
+
+def test_the_wait_is_priced_in_model_seconds_of_what_is_queued():
+    """Admission counts what the queued units cost, not how many items or requests there are."""
+    batcher = Batcher(Model(), max_batch_items=8, max_queue_s=0.5)
+
+    async def go():  # queued without yielding to the loop, so nothing runs while we look
+        batcher.submit([Unit([1] * 8, 0.001) for _ in range(100)], request=1)  # 800 cheap items: 0.1 s
+        cheap = batcher.refusal()
+        batcher.submit([Unit([1], 0.6)], request=2)  # one expensive item
+        return cheap, batcher.refusal()
+
+    cheap, expensive = run(go())
+    assert cheap is None and "SENPOS_MAX_QUEUE_MS" in expensive
+
+
+def test_measured_calls_slower_than_predicted_raise_the_price():
+    """A busy machine: the calls take twice what the cost model predicted, so queued work is priced twice."""
+
+    def model(items):
+        time.sleep(0.02)
+        return items, 0.01  # (results, the cost model's prediction for this call)
+
+    batcher = Batcher(model, max_batch_items=8, max_queue_s=10, costed=True)
+    run(asyncio.wait_for(ask(batcher, [1, 2]), 5))
+    assert 1.6 < batcher.slowdown <= 4.0
+    batcher.queued_s = 1.0
+    assert batcher.expected_wait_s() == pytest.approx(batcher.slowdown)
 
 
 def test_requests_over_the_queue_budget_are_refused_at_once():
@@ -83,11 +135,10 @@ def test_requests_over_the_queue_budget_are_refused_at_once():
     batcher = Batcher(Model(seconds=0.01), max_batch_items=8, max_queue_s=0.05, on_shed=lambda: shed.append(1))
 
     async def admitted(items):  # what ShedLoadMiddleware does before a request reaches the batcher
-        return batcher.refusal() or await batcher(items)
+        with batcher.admit(0.01) as refusal:
+            return refusal or await ask(batcher, items, cost_per_item=0.01)
 
     async def go():
-        await batcher([0])  # measures the model's time per item
-        assert batcher.refusal() is None  # nothing queued
         return await asyncio.gather(*(admitted([i]) for i in range(30)))
 
     t0 = time.perf_counter()
@@ -99,20 +150,21 @@ def test_requests_over_the_queue_budget_are_refused_at_once():
     assert "SENPOS_MAX_QUEUE_MS" in str(refused[0])
     # Only what fits the budget was queued: ~0.05 s of work plus the batch running, not 30 x 0.01 s.
     assert time.perf_counter() - t0 < 0.25
+    assert batcher.reserved_s == pytest.approx(0.0)
 
 
 def test_a_burst_let_in_at_once_counts_before_it_reaches_the_queue():
     """A burst passes the door (ShedLoadMiddleware) before any of it is queued, its bodies still being read: the
-    requests in flight count too, else all of it was let in (48 of 48, seen once in test_overload)."""
+    reservations made at the door (priced from each body's size) count, else all of it would be let in."""
     batcher = Batcher(Model(seconds=0.01), max_batch_items=8, max_queue_s=0.05)
 
     async def app(scope, receive, send):
         await asyncio.sleep(0.001)  # reading and validating the body
-        await batcher([0])
+        await ask(batcher, [0], cost_per_item=0.01)
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
-    door = ShedLoadMiddleware(app, {"/x": batcher})
+    door = ShedLoadMiddleware(app, {"/x": lambda length: batcher.admit(length / 1000)})
 
     async def request() -> int:
         statuses = []
@@ -121,33 +173,34 @@ def test_a_burst_let_in_at_once_counts_before_it_reaches_the_queue():
             if message["type"] == "http.response.start":
                 statuses.append(message["status"])
 
-        await door({"type": "http", "path": "/x"}, None, send)
+        await door({"type": "http", "path": "/x", "headers": [(b"content-length", b"10")]}, None, send)
         return statuses[0]
 
     async def go():
-        await batcher([0])  # measures the model's time per item
         return await asyncio.gather(*(request() for _ in range(30)))
 
     statuses = run(go())
     assert set(statuses) == {200, 503}, statuses
     assert statuses.count(200) <= 8, statuses  # ~0.05 s of work at 0.01 s each, not all 30
-    assert batcher.requests_in_flight == 0
+    assert batcher.reserved_s == pytest.approx(0.0)
 
 
 def test_a_cancelled_request_is_not_computed():
     model = Model(seconds=0.02)
-    batcher = Batcher(model, max_batch_items=1, max_queue_s=10)
+    dropped = []
+    batcher = Batcher(model, max_batch_items=1, max_queue_s=10, on_drop=dropped.append)
 
     async def go():
-        first = asyncio.ensure_future(batcher([1]))
-        gone = asyncio.ensure_future(batcher([2]))
-        await asyncio.sleep(0.005)  # [1] is running, [2] is queued
+        first = asyncio.ensure_future(ask(batcher, [1]))
+        gone = asyncio.ensure_future(ask(batcher, [2, 3, 4], unit_items=1))
+        await asyncio.sleep(0.005)  # [1] is running, [2], [3], [4] are queued
         gone.cancel()
         await first
-        await batcher([3])
+        await ask(batcher, [5])
 
     run(go())
-    assert [1] in model.calls and [3] in model.calls and [2] not in model.calls
+    assert model.calls == [[1], [5]]
+    assert dropped == [3] and batcher.queued_units == 0 and batcher.queued_s == pytest.approx(0.0)
 
 
 @pytest.mark.parametrize("concurrency", [1, 2])
@@ -167,7 +220,7 @@ def test_model_calls_in_flight_never_exceed_the_concurrency(concurrency):
     batcher = Batcher(model, max_batch_items=1, max_queue_s=10, concurrency=concurrency)
 
     async def go():
-        return await asyncio.gather(*(batcher([i]) for i in range(8)))
+        return await asyncio.gather(*(ask(batcher, [i]) for i in range(8)))
 
     assert run(go()) == [[i] for i in range(8)]
     assert peak == concurrency
