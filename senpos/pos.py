@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,7 @@ import numpy as np
 
 from senpos.pos_tags import to_upos
 from senpos.runtime import ModelLoadError, make_session, measure_cost, plan_batches, require_files
-from senpos.text.chinese import Lexicon, Segmenter, char_keys, word_key, word_offsets
+from senpos.text.chinese import MAX_WORD_CHARS, Lexicon, Segmenter, char_keys, word_key, word_offsets
 from senpos.text.vocab import Vocab
 from senpos.viterbi import TagBigrams
 
@@ -110,9 +111,30 @@ class PosTagger:
             raise ModelLoadError(f"{self.model_dir / 'jieba_dict.txt'}: cannot load ({e})") from e
         self.max_batch = max_batch
         self.provider = self.session.get_providers()[0]
-        self.cost = measure_cost(lambda n, length: self._run(
-            np.ones((n, length), dtype=np.int64), np.ones((n, length, 2), dtype=np.int64),
-            np.zeros((n, length), dtype=np.int64), np.full(n, length, dtype=np.int64)), max_batch)
+        self.cost = measure_cost(lambda n, length: self._dummy_run(n, length, 2), max_batch)
+        self.width_cost = self._measure_width_cost()
+
+    def _dummy_run(self, n: int, length: int, width: int) -> np.ndarray:
+        return self._run(np.ones((n, length), dtype=np.int64), np.ones((n, length, width), dtype=np.int64),
+                         np.zeros((n, length), dtype=np.int64), np.full(n, length, dtype=np.int64))
+
+    def _measure_width_cost(self) -> float:
+        """Extra cost per character column past the 2 the cost model was measured with (relative): a batch is
+        padded to its longest word, and a 32-character word makes every row of its batch ~2x dearer."""
+
+        def best(width: int) -> float:
+            times = []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                self._dummy_run(16, 64, width)
+                times.append(time.perf_counter() - t0)
+            return min(times)
+
+        return max((best(MAX_WORD_CHARS) / best(2) - 1) / (MAX_WORD_CHARS - 2), 0.0)
+
+    def steps(self, piece: Piece) -> float:
+        """A piece's model cost in the cost model's steps: its words, dearer for its longest word."""
+        return len(piece[0]) * (1 + self.width_cost * max(piece[1].shape[1] - 2, 0))
 
     def _run(self, words: np.ndarray, chars: np.ndarray, lex: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         feeds = {"words": words, "chars": chars, "lex": lex, "lengths": lengths}
@@ -166,7 +188,7 @@ class PosTagger:
                 words[row, : len(w)], lex[row, : len(w)] = w, x
                 chars[row, : len(w), : c.shape[1]] = c
             scores = self._run(words, chars, lex, lengths)
-            predicted += self.cost(len(batch), int(lengths.max()))
+            predicted += self.cost(len(batch), int(lengths.max())) * (1 + self.width_cost * max(width - 2, 0))
             out += [scores[row, : len(pieces[i][0])] for row, i in enumerate(batch)]
             order += batch
         result: list[np.ndarray] = [np.empty(0)] * len(pieces)

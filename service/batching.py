@@ -7,9 +7,11 @@ item when idle (no wait), large batches under load (more throughput per CPU seco
 
 Admission is priced in model seconds, from what is queued and running now: each unit carries its cost from the
 model's measured cost model (senpos/runtime.py BatchCost), priced at the width the queue will batch it at, and a
-request let in but not yet queued holds a reservation estimated from its body size. A new request is refused
-(503) when the queue ahead of it would take longer than `max_queue_s`. The measured time of each call against
-the cost model's prediction for that very call corrects for a machine slower than at load (a busy core).
+request let in but not yet queued holds a reservation estimated from its body size. Served round-robin, a new
+request of cost c finishes after about c of every other request's work (all of it, when less): the work ahead
+of it is the sum over queued requests of min(their cost, c). It is refused (503) when that would take longer
+than `max_queue_s`, so small requests still get in while maximal ones are served. The measured time of each
+call against the cost model's prediction for that very call corrects for a slower machine (a busy core).
 A unit whose request has gone away (timeout, disconnect) is dropped when its turn comes, never run.
 """
 
@@ -40,13 +42,14 @@ class Unit:
 @dataclass
 class _Job:
     unit: Unit
+    request: object
     future: asyncio.Future
     enqueued: float = field(default_factory=time.perf_counter)
     taken: bool = False  # handed to the model
     dropped: bool = False  # left the queue unrun
 
 
-@dataclass
+@dataclass(eq=False)
 class Reservation:
     """Model seconds a request admitted at the door will add to the queue; released once its units queue."""
 
@@ -55,7 +58,7 @@ class Reservation:
 
     def release(self) -> None:
         if self.admission is not None:
-            self.admission.reserved_s -= self.cost_s
+            self.admission.reservations.discard(self)
             self.admission = None
 
 
@@ -63,19 +66,28 @@ class Reservation:
 RESERVATION: ContextVar[Reservation | None] = ContextVar("senpos_reservation", default=None)
 
 
+AHEAD_GRID_S = (0.001, 0.01, 0.1, 1.0, 10.0)  # request costs at which a remote queue reports `shared_ahead`
+
+
+def shared_ahead(costs, cost_s: float) -> float:
+    """Round-robin: the work done for others before a request of `cost_s` finishes, with `costs` queued."""
+    return sum(min(c, cost_s) for c in costs)
+
+
 class Admission:
     """The door to a model's queue: refuse a request when the work ahead of it would take over `max_queue_s`."""
 
     def __init__(self, max_queue_s: float, on_shed: Callable[[], None] | None = None):
         self.max_queue_s, self.on_shed = max_queue_s, on_shed
-        self.reserved_s = 0.0  # model seconds of requests let in whose units have not queued yet
+        self.reservations: set[Reservation] = set()  # requests let in whose units have not queued yet
 
-    def expected_wait_s(self) -> float:
+    def expected_wait_s(self, cost_s: float) -> float:
+        """Seconds of others' work a request of `cost_s` model seconds would wait for."""
         raise NotImplementedError
 
-    def refusal(self) -> str | None:
-        """Why a request arriving now is refused (and counted), or None when it is welcome."""
-        wait = self.expected_wait_s()
+    def refusal(self, cost_s: float) -> str | None:
+        """Why a request of `cost_s` arriving now is refused (and counted), or None when it is welcome."""
+        wait = self.expected_wait_s(cost_s)
         if wait <= self.max_queue_s:
             return None
         if self.on_shed:
@@ -87,18 +99,28 @@ class Admission:
     def admit(self, cost_s: float) -> Iterator[str | None]:
         """`with door.admit(cost) as refusal:` refuses now, or reserves `cost` model seconds for the request
         until its units queue (`release_reservation`) or it ends."""
-        refusal = self.refusal()
+        refusal = self.refusal(cost_s)
         if refusal:
             yield refusal
             return
-        self.reserved_s += cost_s
         reservation = Reservation(cost_s, self)
+        self.reservations.add(reservation)
         token = RESERVATION.set(reservation)
         try:
             yield None
         finally:
             reservation.release()
             RESERVATION.reset(token)
+
+
+def ahead_at(grid_values: Sequence[float], cost_s: float) -> float:
+    """`shared_ahead` for `cost_s`, from its values at AHEAD_GRID_S (piecewise linear in between)."""
+    if cost_s <= AHEAD_GRID_S[0]:
+        return grid_values[0] * cost_s / AHEAD_GRID_S[0]
+    for (c0, v0), (c1, v1) in itertools.pairwise(zip(AHEAD_GRID_S, grid_values, strict=True)):
+        if cost_s <= c1:
+            return v0 + (v1 - v0) * (cost_s - c0) / (c1 - c0)
+    return grid_values[-1]
 
 
 def release_reservation() -> None:
@@ -124,6 +146,7 @@ class Batcher(Admission):
         self.on_batch = on_batch  # (items, seconds queued by the oldest unit, seconds running) -> None
         self.on_drop = on_drop  # (units) -> None: units dropped because nobody waits for them
         self.queues: OrderedDict[object, deque[_Job]] = OrderedDict()  # request -> its units, served round-robin
+        self.request_s: dict[object, float] = {}  # request -> model seconds of its units still queued
         self.queued_s = self.running_s = 0.0  # model seconds at full-batch prices
         self.queued_units = 0
         self._measured = self._predicted = 0.0  # decayed sums: measured / predicted = slowdown
@@ -139,10 +162,12 @@ class Batcher(Admission):
             return 1.0
         return min(max(self._measured / self._predicted, 0.5), 4.0)
 
-    def expected_wait_s(self) -> float:
-        """How long a request arriving now would wait before its own units start: the work queued, running and
-        reserved ahead of it, in model seconds, shared over the model threads."""
-        return (self.queued_s + self.running_s + self.reserved_s) * self.slowdown / self.concurrency
+    def expected_wait_s(self, cost_s: float) -> float:
+        """Seconds of others' work a request of `cost_s` model seconds would wait for: what is running, and its
+        round-robin share of what is queued and reserved, over the model threads, at the measured speed."""
+        ahead = self.running_s + shared_ahead(self.request_s.values(), cost_s)
+        ahead += shared_ahead((r.cost_s for r in self.reservations), cost_s)
+        return ahead * self.slowdown / self.concurrency
 
     async def run(self, units: Sequence[Unit], request: object = None) -> list[list]:
         """Each unit's results, in order. Cancelling the caller drops its units still queued."""
@@ -159,9 +184,11 @@ class Batcher(Admission):
             self._wake = asyncio.Event()
             self._consumer = asyncio.get_running_loop().create_task(self._consume())
         loop = asyncio.get_running_loop()
-        jobs = [_Job(u, loop.create_future()) for u in units]
+        jobs = [_Job(u, request, loop.create_future()) for u in units]
         self.queues.setdefault(request, deque()).extend(jobs)
-        self.queued_s += sum(u.cost_s for u in units)
+        cost = sum(u.cost_s for u in units)
+        self.request_s[request] = self.request_s.get(request, 0.0) + cost
+        self.queued_s += cost
         self.queued_units += len(units)
         self._wake.set()
         return jobs
@@ -180,9 +207,15 @@ class Batcher(Admission):
         if job.taken or job.dropped:
             return False
         job.dropped = True
+        self._unqueue(job)
+        return True
+
+    def _unqueue(self, job: _Job) -> None:
         self.queued_s -= job.unit.cost_s
         self.queued_units -= 1
-        return True
+        left = self.request_s.pop(job.request, 0.0) - job.unit.cost_s
+        if left > 1e-12:
+            self.request_s[job.request] = left
 
     def _take(self) -> list[_Job]:
         """Whole units, one per request in turn, up to `max_batch_items` items (a larger unit goes alone)."""
@@ -193,6 +226,7 @@ class Batcher(Admission):
                 self._forget(queue.popleft())
             if not queue:
                 del self.queues[request]
+                self.request_s.pop(request, None)
                 continue
             size = len(queue[0].unit.items)
             if jobs and n + size > self.max_batch_items:
@@ -200,8 +234,7 @@ class Batcher(Admission):
             job = queue.popleft()
             self.queues.move_to_end(request)
             job.taken = True
-            self.queued_s -= job.unit.cost_s
-            self.queued_units -= 1
+            self._unqueue(job)
             jobs.append(job)
             n += size
         return jobs

@@ -16,7 +16,7 @@ from http import HTTPStatus
 from bentoml.exceptions import BentoMLException
 
 from senpos.runtime import BatchCost
-from service.batching import Admission, Unit, release_reservation
+from service.batching import AHEAD_GRID_S, Admission, Unit, ahead_at, release_reservation, shared_ahead
 from service.units import CODECS, Pricing
 from service.wire import frame, open_connection, read_frame
 
@@ -71,7 +71,8 @@ class ModelClient:
                 if model is None:
                     continue
                 queue = self.queues[model]
-                queue.server_wait_s, queue.slowdown = float(header["wait"]), float(header["slowdown"])
+                queue.server_running_s, queue.server_ahead = float(header["running"]), header["ahead"]
+                queue.slowdown = float(header["slowdown"])
                 if future.done():
                     continue
                 if "error" in header:
@@ -84,10 +85,9 @@ class ModelClient:
             writer.close()
             if self._writer is writer:
                 self._writer = None
-            for model, future in self._pending.values():
+            for _model, future in self._pending.values():
                 if not future.done():
                     future.set_exception(ModelServerUnavailable("the model server went away; retry later"))
-                self.queues[model].outstanding_s = 0.0
             self._pending.clear()
 
     def send(self, model: str, request: int, units: Sequence[Unit]) -> list[tuple[int, asyncio.Future]]:
@@ -109,28 +109,35 @@ class ModelClient:
 
 
 class RemoteQueue(Admission):
-    """A model's queue in the model process, as this worker sees it: the server's last reported wait, or this
-    worker's own units still out when more, plus the requests admitted here and not yet sent."""
+    """A model's queue in the model process, as this worker sees it: what the server last reported (running,
+    and the round-robin share of its queue at a few request costs), or this worker's own units still out when
+    more, plus the requests admitted here and not yet sent."""
 
     def __init__(self, client: ModelClient, model: str, max_queue_s: float, on_shed=None):
         super().__init__(max_queue_s, on_shed)
         self.client, self.model = client, model
-        self.server_wait_s = self.outstanding_s = 0.0
+        self.server_running_s, self.server_ahead = 0.0, [0.0] * len(AHEAD_GRID_S)
+        self.outstanding: dict[int, float] = {}  # this worker's requests -> model seconds of their units out
         self.slowdown, self.concurrency = 1.0, 1
         self._requests = itertools.count()
 
-    def expected_wait_s(self) -> float:
-        share = self.slowdown / self.concurrency
-        return max(self.server_wait_s, self.outstanding_s * share) + self.reserved_s * share
+    def expected_wait_s(self, cost_s: float) -> float:
+        server = self.server_running_s + ahead_at(self.server_ahead, cost_s)
+        ahead = max(server, shared_ahead(self.outstanding.values(), cost_s))
+        ahead += shared_ahead((r.cost_s for r in self.reservations), cost_s)
+        return ahead * self.slowdown / self.concurrency
 
     async def run(self, units: Sequence[Unit], request: int | None = None) -> list[list]:
         release_reservation()
         await self.client.connect()
-        sent = self.client.send(self.model, next(self._requests) if request is None else request, units)
+        request = next(self._requests) if request is None else request
+        sent = self.client.send(self.model, request, units)
         cost = sum(u.cost_s for u in units)
-        self.outstanding_s += cost
+        self.outstanding[request] = self.outstanding.get(request, 0.0) + cost
         try:
             return list(await asyncio.gather(*(f for _, f in sent)))
         finally:
-            self.outstanding_s = max(self.outstanding_s - cost, 0.0)
+            left = self.outstanding.pop(request, 0.0) - cost
+            if left > 1e-12:
+                self.outstanding[request] = left
             self.client.cancel([uid for uid, f in sent if not f.done()])

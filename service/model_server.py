@@ -1,9 +1,10 @@
 """The model process of the `split` layout: one batching queue per model, fed by every API worker.
 
 Each API worker keeps one connection (service/model_client.py). It sends units (`run`: model, request key,
-price, packed items) and `cancel`s for units nobody waits for any more; each answer carries the queue's current
-expected wait, which the worker's door adds to its own reservations. On connect the server says `hello`: each
-model's cost model and batch width, so the API workers price units as this device runs them.
+price, packed items) and `cancel`s for units nobody waits for any more. Each answer carries the queue's state
+(the work running, and its round-robin share at a few request costs), which the worker's door adds to its own
+reservations. On connect the server says `hello`: each model's cost model and batch width, so the API workers
+price units as this device runs them.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import itertools
 import logging
 from dataclasses import asdict
 
-from service.batching import Batcher, Unit, _Job
+from service.batching import AHEAD_GRID_S, Batcher, Unit, _Job, shared_ahead
 from service.units import CODECS, Pricing
 from service.wire import WireError, frame, read_frame, start_server
 
@@ -69,7 +70,8 @@ class ModelServer:
         if fut.cancelled() or writer.is_closing():
             return
         batcher = self.batchers[model]
-        state = {"id": uid, "wait": batcher.expected_wait_s(), "slowdown": batcher.slowdown}
+        state = {"id": uid, "running": batcher.running_s, "slowdown": batcher.slowdown,
+                 "ahead": [shared_ahead(batcher.request_s.values(), c) for c in AHEAD_GRID_S]}
         if (error := fut.exception()) is not None:
             writer.write(frame({**state, "error": f"{type(error).__name__}: {error}"}))
         else:

@@ -114,7 +114,7 @@ class Pipeline:
 
         def rows(chunk: list) -> tuple[list, list[int]]:
             pieces = [p for _, _, cut_ in chunk for p, _, _ in cut_]
-            return pieces, [len(p[0]) for p in pieces]
+            return pieces, [tagger.steps(p) for p in pieces]
 
         encoded, scores = await self._chunked(items, encode, "pos", rows)
         return await self._on_cpu(sum(map(_size, items)), self._decode, encoded, scores)

@@ -14,6 +14,7 @@ import gc
 import logging
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import bentoml
 from starlette.responses import JSONResponse
@@ -55,6 +56,7 @@ DROPPED = bentoml.metrics.Counter(
     name="senpos_dropped_units", documentation="Units of work dropped unrun: their request timed out or its "
     "client went away", labelnames=["endpoint"])
 ENDPOINTS = {"sentiment": "sentiment", "pos": "pos_tag"}  # model -> the endpoint label its metrics carry
+LIMITS = SETTINGS.max_request_chars  # model -> characters per request
 
 
 class QuietRefusals(logging.Filter):
@@ -156,8 +158,8 @@ class SenposModels:
 
     @bentoml.api
     def queues(self) -> dict:
-        """Each model queue's state: units queued, expected wait (s), slowdown against the cost model."""
-        return {m: {"units": q.queued_units, "wait_s": q.expected_wait_s(), "slowdown": q.slowdown}
+        """Each model queue's state: units queued, their model seconds, slowdown against the cost model."""
+        return {m: {"units": q.queued_units, "queued_s": q.queued_s, "running_s": q.running_s, "slowdown": q.slowdown}
                 for m, q in self.batchers.items()}
 
 
@@ -184,8 +186,8 @@ class Senpos:
             queues, prices = model_queues(english, chinese)
             pricing = prices.__getitem__
         self.pipeline = Pipeline(english, chinese, queues, pricing)
-        DOORS["/sentiment"] = lambda length: queues["sentiment"].admit(pricing("sentiment").body(length))
-        DOORS["/pos-tag"] = lambda length: queues["pos"].admit(pricing("pos").body(length))
+        DOORS["/sentiment"] = door(queues["sentiment"], lambda: pricing("sentiment"), LIMITS["sentiment"])
+        DOORS["/pos-tag"] = door(queues["pos"], lambda: pricing("pos"), LIMITS["pos"])
         freeze_long_lived_objects()
 
     @bentoml.on_startup
@@ -206,22 +208,27 @@ class Senpos:
     @bentoml.api(route="/sentiment")
     async def sentiment(self, texts: Texts) -> list[dict]:
         """P(positive) for each English text, in order: `{"label": "positive"|"negative", "score": p}`."""
-        return too_large(texts) or await self.pipeline.sentiment(texts)
+        return too_large(texts, "sentiment") or await self.pipeline.sentiment(texts)
 
     @bentoml.api(route="/pos-tag")
     async def pos_tag(self, texts: PosItems) -> list[dict]:
         """Words, PFR tags, Universal POS tags and [start, end) offsets for each item, in order."""
-        return too_large(texts) or await self.pipeline.pos_tag(texts)
+        return too_large(texts, "pos") or await self.pipeline.pos_tag(texts)
 
 
-def too_large(items: Sequence[str | Sequence[str]]) -> JSONResponse | None:
+def door(queue, price: Callable[[], Pricing], limit_chars: int) -> Callable[[int], Any]:
+    """admit(content_length) for ShedLoadMiddleware: a body's reservation is priced from its size, capped at the
+    largest body the character limit allows (a character is at most 6 bytes of JSON, as a \\uXXXX escape)."""
+    return lambda length: queue.admit(price().body(min(length, 6 * limit_chars)))
+
+
+def too_large(items: Sequence[str | Sequence[str]], model: str) -> JSONResponse | None:
     """413 for a request over SENPOS_MAX_REQUEST_CHARS: what one request may cost everyone else is bounded."""
-    total = sum(len(x) if isinstance(x, str) else sum(map(len, x)) for x in items)
-    if total <= SETTINGS.max_request_chars:
+    total, limit = sum(len(x) if isinstance(x, str) else sum(map(len, x)) for x in items), LIMITS[model]
+    if total <= limit:
         return None
-    return JSONResponse({"error": f"the request has {total} characters in all; the limit is "
-                                  f"{SETTINGS.max_request_chars} (SENPOS_MAX_REQUEST_CHARS): split it"},
-                        status_code=413)
+    return JSONResponse({"error": f"the request has {total} characters in all; the limit is {limit} "
+                                  f"(SENPOS_MAX_REQUEST_CHARS): split it into smaller requests"}, status_code=413)
 
 
 Senpos.add_asgi_middleware(RebalanceMiddleware, every=SETTINGS.keepalive_requests)

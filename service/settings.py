@@ -19,7 +19,7 @@
 | SENPOS_PROVIDER | auto | onnxruntime provider: auto, cuda or cpu |
 | SENPOS_LAYOUT | auto | single: each API worker runs the models; split: one model process for all; auto: CUDA: split |
 | SENPOS_MODEL_ADDRESS | (a local socket) | split: the model process's unix:///path or tcp://host:port |
-| SENPOS_MAX_REQUEST_CHARS | 100000 | characters per request, all items together (413 above it) |
+| SENPOS_MAX_REQUEST_CHARS | sentiment=200000,pos=16000 | characters per request, all items together (413 above) |
 """
 
 from __future__ import annotations
@@ -40,6 +40,22 @@ def _int(name: str, default: int) -> int:
         return int(raw) if raw.strip() else default
     except ValueError:
         raise SystemExit(f"{name}={raw!r}: expected an integer") from None
+
+
+def _per_endpoint(name: str, default: dict[str, int]) -> dict[str, int]:
+    """One integer for every endpoint, or `sentiment=N,pos=M` (either may be left out)."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return dict(default)
+    if raw.isdigit():
+        return dict.fromkeys(default, int(raw))
+    out = dict(default)
+    for part in raw.split(","):
+        key, _, value = part.partition("=")
+        if key.strip() not in default or not value.strip().isdigit():
+            raise SystemExit(f"{name}={raw!r}: expected an integer or {','.join(k + '=N' for k in default)}")
+        out[key.strip()] = int(value)
+    return out
 
 
 def _choice(name: str, choices: tuple[str, ...]) -> str:
@@ -73,7 +89,7 @@ class Settings:
     provider: str
     layout: str
     model_address: str
-    max_request_chars: int
+    max_request_chars: dict[str, int]  # endpoint route -> limit
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -95,7 +111,7 @@ class Settings:
             provider=_choice("SENPOS_PROVIDER", ("auto", "cuda", "cpu")),
             layout=_choice("SENPOS_LAYOUT", ("auto", "single", "split")),
             model_address=os.environ.get("SENPOS_MODEL_ADDRESS", ""),
-            max_request_chars=_int("SENPOS_MAX_REQUEST_CHARS", 100_000),
+            max_request_chars=_per_endpoint("SENPOS_MAX_REQUEST_CHARS", {"sentiment": 200_000, "pos": 16_000}),
         )
 
     def resolved_layout(self) -> str:

@@ -20,7 +20,7 @@ MAX_UNIT_ROWS = 16
 _BYTES_PER_STEP = 5  # request body bytes per model step (an English token, a Chinese word), for the door
 
 
-def row_price(cost: BatchCost, length: int, width: int) -> float:
+def row_price(cost: BatchCost, length: float, width: int) -> float:
     """Model seconds one row of `length` steps costs in a batch of `width` rows: its own step cost plus its
     share of the batch's fixed per-step and per-call costs."""
     return length * (cost.row_step + cost.step / width) + cost.call / width
@@ -39,7 +39,7 @@ class Pricing:
         return steps * (self.cost.row_step + self.cost.step / self.width)
 
 
-def cut(items: Sequence, lengths: Sequence[int], cost: BatchCost, width: int) -> list[Unit]:
+def cut(items: Sequence, lengths: Sequence[float], cost: BatchCost, width: int) -> list[Unit]:
     """Consecutive units of at most MAX_UNIT_ROWS items, each priced."""
     units = []
     for a in range(0, len(items), MAX_UNIT_ROWS):

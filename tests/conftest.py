@@ -51,10 +51,10 @@ def aclimdb_tarball(tmp_path_factory: pytest.TempPathFactory, aclimdb_tree: Path
 SERVER_LIMITS = {"SENPOS_MAX_ITEMS": "16", "SENPOS_MAX_TEXT_CHARS": "5000", "SENPOS_MAX_BODY_BYTES": "200000"}
 
 
-@pytest.fixture(scope="session")
-def server_url():
-    """One real `bentoml serve` for every HTTP test of the session."""
+@pytest.fixture(scope="session", params=["single", "split"])
+def server_url(request):
+    """A real `bentoml serve` per layout (SENPOS_LAYOUT), shared by every HTTP test of the session."""
     from .server import running_server
 
-    with running_server(SERVER_LIMITS) as url:
+    with running_server({**SERVER_LIMITS, "SENPOS_LAYOUT": request.param}) as url:
         yield url
