@@ -2,7 +2,8 @@
 
 A request is cut into units (service/units.py) of bounded cost. Whenever the model is free, the batcher takes
 queued units round-robin over the requests that queued them (a large request cannot starve a small one), up to
-`max_batch_items` items, and runs them in one call on a model thread. The batch size adapts to the load: one
+`max_batch_items` items and `max_queue_s / 4` of model time (so a call under way never holds a newcomer up for
+long), and runs them in one call on a model thread. The batch size adapts to the load: one
 item when idle (no wait), large batches under load (more throughput per CPU second).
 
 Admission is priced in model seconds, from what is queued and running now: each unit carries its cost from the
@@ -10,7 +11,8 @@ model's measured cost model (senpos/runtime.py BatchCost), priced at the width t
 request let in but not yet queued holds a reservation estimated from its body size. Served round-robin, a new
 request of cost c finishes after about c of every other request's work (all of it, when less): the work ahead
 of it is the sum over queued requests of min(their cost, c). It is refused (503) when that would take longer
-than `max_queue_s`, so small requests still get in while maximal ones are served. The measured time of each
+than `max_queue_s` (or than its own work, for a larger request), so small requests still get in while maximal
+ones are served. The measured time of each
 call against the cost model's prediction for that very call corrects for a slower machine (a busy core).
 A unit whose request has gone away (timeout, disconnect) is dropped when its turn comes, never run.
 """
@@ -77,6 +79,9 @@ def shared_ahead(costs, cost_s: float) -> float:
 class Admission:
     """The door to a model's queue: refuse a request when the work ahead of it would take over `max_queue_s`."""
 
+    slowdown: float = 1.0  # measured seconds per second the cost model predicts
+    concurrency: int = 1  # model calls at once
+
     def __init__(self, max_queue_s: float, on_shed: Callable[[], None] | None = None):
         self.max_queue_s, self.on_shed = max_queue_s, on_shed
         self.reservations: set[Reservation] = set()  # requests let in whose units have not queued yet
@@ -85,10 +90,16 @@ class Admission:
         """Seconds of others' work a request of `cost_s` model seconds would wait for."""
         raise NotImplementedError
 
+    def seconds(self, model_s: float) -> float:
+        """Wall seconds for `model_s` of the cost model's seconds: at the measured speed, over the model threads."""
+        return model_s * self.slowdown / self.concurrency
+
     def refusal(self, cost_s: float) -> str | None:
-        """Why a request of `cost_s` arriving now is refused (and counted), or None when it is welcome."""
+        """Why a request of `cost_s` arriving now is refused (and counted), or None when it is welcome: when the
+        others' work it would wait for is over the budget, or over its own work if that is longer (a large
+        request may take up to twice its own time, so two maximal requests can run side by side)."""
         wait = self.expected_wait_s(cost_s)
-        if wait <= self.max_queue_s:
+        if wait <= max(self.max_queue_s, self.seconds(cost_s)):
             return None
         if self.on_shed:
             self.on_shed()
@@ -167,7 +178,7 @@ class Batcher(Admission):
         round-robin share of what is queued and reserved, over the model threads, at the measured speed."""
         ahead = self.running_s + shared_ahead(self.request_s.values(), cost_s)
         ahead += shared_ahead((r.cost_s for r in self.reservations), cost_s)
-        return ahead * self.slowdown / self.concurrency
+        return self.seconds(ahead)
 
     async def run(self, units: Sequence[Unit], request: object = None) -> list[list]:
         """Each unit's results, in order. Cancelling the caller drops its units still queued."""
@@ -218,8 +229,9 @@ class Batcher(Admission):
             self.request_s[job.request] = left
 
     def _take(self) -> list[_Job]:
-        """Whole units, one per request in turn, up to `max_batch_items` items (a larger unit goes alone)."""
-        jobs, n = [], 0
+        """Whole units, one per request in turn, up to `max_batch_items` items and a quarter of the queue budget
+        in model time (a larger unit goes alone)."""
+        jobs, n, cost = [], 0, 0.0
         while self.queues:
             request, queue = next(iter(self.queues.items()))
             while queue and (queue[0].dropped or queue[0].future.done()):
@@ -228,15 +240,15 @@ class Batcher(Admission):
                 del self.queues[request]
                 self.request_s.pop(request, None)
                 continue
-            size = len(queue[0].unit.items)
-            if jobs and n + size > self.max_batch_items:
+            size, price = len(queue[0].unit.items), queue[0].unit.cost_s
+            if jobs and (n + size > self.max_batch_items or cost + price > self.max_queue_s / 4):
                 break
             job = queue.popleft()
             self.queues.move_to_end(request)
             job.taken = True
             self._unqueue(job)
             jobs.append(job)
-            n += size
+            n, cost = n + size, cost + price
         return jobs
 
     async def _consume(self) -> None:

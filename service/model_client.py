@@ -17,7 +17,7 @@ from bentoml.exceptions import BentoMLException
 
 from senpos.runtime import BatchCost
 from service.batching import AHEAD_GRID_S, Admission, Unit, ahead_at, release_reservation, shared_ahead
-from service.units import CODECS, Pricing
+from service.units import BYTES_PER_STEP, CODECS, Pricing
 from service.wire import frame, open_connection, read_frame
 
 log = logging.getLogger("senpos.model_client")
@@ -57,7 +57,8 @@ class ModelClient:
         except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError) as e:
             raise ModelServerUnavailable(f"the model server at {self.address} is not reachable ({e!r}); "
                                          "retry later") from None
-        self.pricing = {m: Pricing(BatchCost(**h["cost"]), int(h["width"])) for m, h in header["models"].items()}
+        self.pricing = {m: Pricing(BatchCost(**h["cost"]), int(h["width"]), BYTES_PER_STEP[m])
+                        for m, h in header["models"].items()}
         for m, h in header["models"].items():
             self.queues[m].concurrency = int(h["concurrency"])
         self._writer = writer
@@ -125,7 +126,7 @@ class RemoteQueue(Admission):
         server = self.server_running_s + ahead_at(self.server_ahead, cost_s)
         ahead = max(server, shared_ahead(self.outstanding.values(), cost_s))
         ahead += shared_ahead((r.cost_s for r in self.reservations), cost_s)
-        return ahead * self.slowdown / self.concurrency
+        return self.seconds(ahead)
 
     async def run(self, units: Sequence[Unit], request: int | None = None) -> list[list]:
         release_reservation()
@@ -140,4 +141,4 @@ class RemoteQueue(Admission):
             left = self.outstanding.pop(request, 0.0) - cost
             if left > 1e-12:
                 self.outstanding[request] = left
-            self.client.cancel([uid for uid, f in sent if not f.done()])
+            self.client.cancel([uid for uid, f in sent if f.cancelled() or not f.done()])

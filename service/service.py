@@ -36,7 +36,7 @@ from service.model_server import ModelServer
 from service.pipeline import Pipeline
 from service.schemas import PosItems, Texts
 from service.settings import SETTINGS
-from service.units import Pricing
+from service.units import BYTES_PER_STEP, Pricing
 
 log = logging.getLogger("senpos")
 # BentoML sets only its own loggers to INFO: without this, which provider runs each model would never be logged.
@@ -108,8 +108,9 @@ def model_queues(english: SentimentPredictor, chinese: PosTagger) -> tuple[dict[
 
     queues = {"sentiment": batcher("sentiment", english.predict_ids_costed),
               "pos": batcher("pos", chinese.scores_pieces_costed)}
-    width = lambda p: min(SETTINGS.max_batch_size, p.cost.max_rows)  # noqa: E731
-    return queues, {"sentiment": Pricing(english.cost, width(english)), "pos": Pricing(chinese.cost, width(chinese))}
+    pricing = {m: Pricing(p.cost, min(SETTINGS.max_batch_size, p.cost.max_rows), BYTES_PER_STEP[m])
+               for m, p in (("sentiment", english), ("pos", chinese))}
+    return queues, pricing
 
 
 def warm_up(english: SentimentPredictor, chinese: PosTagger) -> None:
@@ -175,6 +176,8 @@ class Senpos:
     def __init__(self) -> None:
         if LAYOUT == "split":  # the models' sessions run in the model process; here only for tokenising
             english, chinese = load_models(provider="cpu", threads=1)
+            english.encode_many(["warm-up review"])  # spaCy's tokenizer loads on first use
+            chinese.pieces(chinese.encode(chinese.segment("预热句子。")[0]))
             self.client = ModelClient(SETTINGS.resolved_model_address(), SETTINGS.max_queue_ms / 1000,
                                       {m: SHED.labels(endpoint=e).inc for m, e in ENDPOINTS.items()})
             queues, pricing = self.client.queues, lambda m: self.client.pricing[m]

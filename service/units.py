@@ -1,8 +1,9 @@
 """Requests cut into units of model work, priced by the model's cost model, and packed into arrays for the wire.
 
-A unit is at most `MAX_UNIT_ROWS` model rows (reviews, or windows of a sentence), so a large request's units
-interleave with other requests' in the batcher. Its price is the model seconds its rows cost inside a batch
-`width` rows wide: a long queue is served in full batches, so that is what queued work costs.
+A unit is at most `MAX_UNIT_ROWS` model rows (reviews, or windows of a sentence) and about `MAX_UNIT_S` of model
+time, so a large request's units interleave with other requests' in the batcher. Its price is the model seconds
+its rows cost inside a batch `width` rows wide: a long queue is served in full batches, so that is what queued
+work costs.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from senpos.runtime import BatchCost
 from service.batching import Unit
 
 MAX_UNIT_ROWS = 16
-_BYTES_PER_STEP = 5  # request body bytes per model step (an English token, a Chinese word), for the door
+MAX_UNIT_S = 0.05
+# Request body bytes per model step, for the door's estimate: an English token is ~5 bytes of JSON; a Chinese
+# word ~1.6 characters, 3 bytes each in UTF-8 and 6 as \uXXXX escapes.
+BYTES_PER_STEP = {"sentiment": 5.0, "pos": 8.0}
 
 
 def row_price(cost: BatchCost, length: float, width: int) -> float:
@@ -32,19 +36,25 @@ class Pricing:
 
     cost: BatchCost
     width: int
+    bytes_per_step: float = 5.0
 
     def body(self, content_length: int) -> float:
         """Model seconds a request body of this many bytes is likely to need (the door's reservation)."""
-        steps = content_length / _BYTES_PER_STEP
+        steps = content_length / self.bytes_per_step
         return steps * (self.cost.row_step + self.cost.step / self.width)
 
 
 def cut(items: Sequence, lengths: Sequence[float], cost: BatchCost, width: int) -> list[Unit]:
-    """Consecutive units of at most MAX_UNIT_ROWS items, each priced."""
-    units = []
-    for a in range(0, len(items), MAX_UNIT_ROWS):
-        b = min(a + MAX_UNIT_ROWS, len(items))
-        units.append(Unit(items[a:b], sum(row_price(cost, max(n, 1), width) for n in lengths[a:b])))
+    """Consecutive units of at most MAX_UNIT_ROWS items and about MAX_UNIT_S model seconds, each priced."""
+    units, start, price = [], 0, 0.0
+    for i, n in enumerate(lengths):
+        row = row_price(cost, max(n, 1), width)
+        if i > start and (i - start == MAX_UNIT_ROWS or price + row > MAX_UNIT_S):
+            units.append(Unit(items[start:i], price))
+            start, price = i, 0.0
+        price += row
+    if len(items) > start:
+        units.append(Unit(items[start:], price))
     return units
 
 

@@ -1,0 +1,178 @@
+"""The serving core through the real server, in both layouts (SENPOS_LAYOUT), at the default limits: load it can
+serve is never refused, a request's cost is bounded, maximal requests do not hold small ones up, work nobody
+waits for is dropped, memory comes back, and both layouts answer exactly what the predictors compute."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from senpos.pos import PosTagger
+from senpos.sentiment import SentimentPredictor
+
+from .conftest import FIXTURES, REPO, SHARED_DATA
+from .server import server_process
+
+REVIEW = "A decent film with a strong cast, though the second half drags and the ending is predictable. " * 3
+MAXIMAL_POS = 16_000  # the default SENPOS_MAX_REQUEST_CHARS for /pos-tag
+
+
+def chinese_text(chars: int) -> str:
+    """Real People's Daily text when the shared data is here, else the fixture's, repeated."""
+    path = SHARED_DATA / "zh_pos" / "pfr1998_01" / "dev.jsonl.gz"
+    if path.exists():
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            source = "".join("".join(json.loads(line)["words"]) for _, line in zip(range(2000), f, strict=False))
+    else:
+        source = "".join("".join(json.loads(line)["words"]) for line in (FIXTURES / "pos_tiny.jsonl").open())
+    return (source * (chars // len(source) + 1))[:chars]
+
+
+@pytest.fixture(scope="module", params=["single", "split"])
+def server(request):
+    with server_process({"SENPOS_LAYOUT": request.param}) as (base, proc):
+        yield base, proc, request.param
+
+
+@pytest.fixture
+def busy_core():
+    """A core busy elsewhere (a shared host, a pod just scaled up) while the test runs."""
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    yield
+    hog.kill()
+    hog.wait()
+
+
+async def closed_loop(base: str, clients: int, seconds: float, texts: list[str]) -> list[int]:
+    statuses: list[int] = []
+    deadline = time.monotonic() + seconds
+    async with httpx.AsyncClient(base_url=base, timeout=60, limits=httpx.Limits(max_connections=clients)) as c:
+
+        async def client():
+            while time.monotonic() < deadline:
+                statuses.append((await c.post("/sentiment", json={"texts": texts})).status_code)
+
+        await asyncio.gather(*(client() for _ in range(clients)))
+    return statuses
+
+
+def test_64_one_review_clients_from_the_first_moment_get_only_200s(server, busy_core):
+    base, _, _ = server
+    statuses = asyncio.run(closed_loop(base, 64, 4, [REVIEW]))
+    assert len(statuses) > 64 and set(statuses) == {200}, {s: statuses.count(s) for s in set(statuses)}
+
+
+def test_64_one_review_clients_right_after_client_batched_traffic_get_only_200s(server, busy_core):
+    base, _, _ = server
+    asyncio.run(closed_loop(base, 4, 3, [REVIEW] * 64))
+    statuses = asyncio.run(closed_loop(base, 64, 4, [REVIEW]))
+    assert len(statuses) > 64 and set(statuses) == {200}, {s: statuses.count(s) for s in set(statuses)}
+
+
+def test_a_request_over_the_character_limit_is_413_naming_it(server):
+    base, _, _ = server
+    r = httpx.post(f"{base}/pos-tag", json={"texts": [chinese_text(9_000)] * 2}, timeout=30)
+    assert r.status_code == 413 and "SENPOS_MAX_REQUEST_CHARS" in r.json()["error"] and "16000" in r.json()["error"]
+    r = httpx.post(f"{base}/sentiment", json={"texts": ["word " * 10_000] * 5}, timeout=30)
+    assert r.status_code == 413 and "200000" in r.json()["error"]
+
+
+def test_small_requests_answer_within_a_second_while_two_maximal_requests_run(server):
+    base, _, _ = server
+    big = chinese_text(MAXIMAL_POS)
+
+    async def go():
+        async with httpx.AsyncClient(base_url=base, timeout=60) as c:
+            heavy = [asyncio.ensure_future(c.post("/pos-tag", json={"texts": [big]})) for _ in range(2)]
+            await asyncio.sleep(0.5)  # both are being tokenised or queued
+            small = []
+            for path, body in [("/sentiment", {"texts": ["Fine."]}), ("/pos-tag", {"texts": ["我们热爱和平。"]})] * 3:
+                t0 = time.perf_counter()
+                status = (await c.post(path, json=body)).status_code
+                small.append((path, status, time.perf_counter() - t0, not all(h.done() for h in heavy)))
+            return [(await h).status_code for h in heavy], small
+
+    heavy, small = asyncio.run(go())
+    assert heavy == [200, 200]
+    assert any(running for *_, running in small), "the maximal requests were over before the small ones were sent"
+    assert all(status == 200 and seconds < 1.0 for _, status, seconds, _ in small), small
+
+
+def _metric(base: str, name: str, endpoint: str) -> float:
+    text = httpx.get(f"{base}/metrics").text
+    return sum(float(v) for v in re.findall(rf'^{name}{{[^}}]*endpoint="{endpoint}"[^}}]*}} ([0-9.e+]+)$', text, re.M))
+
+
+def test_a_client_that_goes_away_has_its_queued_work_dropped(server):
+    base, _, _ = server
+    before = _metric(base, "senpos_dropped_units_total", "pos_tag")
+    host, port = base.removeprefix("http://").split(":")
+    body = json.dumps({"texts": [chinese_text(MAXIMAL_POS)]}).encode()
+    for _ in range(2):
+        with socket.create_connection((host, int(port))) as s:
+            s.sendall(b"POST /pos-tag HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            time.sleep(0.4)  # tokenised and queued, the first units running
+    time.sleep(0.5)
+    assert _metric(base, "senpos_dropped_units_total", "pos_tag") > before
+    t0 = time.perf_counter()
+    assert httpx.post(f"{base}/pos-tag", json={"texts": ["我们热爱和平。"]}, timeout=30).status_code == 200
+    assert time.perf_counter() - t0 < 1.0  # nothing left running for the clients that went away
+
+
+def _rss_mb(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        status = Path(f"/proc/{pid}/status").read_text()
+        total += int(re.search(r"VmRSS:\s+(\d+)", status).group(1))
+    return total / 1024
+
+
+def _workers(proc: subprocess.Popen) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def test_memory_returns_after_maximal_requests(server):
+    base, proc, _ = server
+    big_zh, big_en = chinese_text(MAXIMAL_POS), ["A long review. " * 300] * 40
+    with httpx.Client(base_url=base, timeout=60) as c:
+        for _ in range(2):  # warm: the allocator's pools for these shapes exist
+            c.post("/pos-tag", json={"texts": [big_zh]})
+            c.post("/sentiment", json={"texts": big_en})
+        time.sleep(1)
+        workers = _workers(proc)
+        before = _rss_mb(workers)
+        for _ in range(4):
+            assert c.post("/pos-tag", json={"texts": [big_zh]}).status_code == 200
+            assert c.post("/sentiment", json={"texts": big_en}).status_code == 200
+        time.sleep(1)
+        after = _rss_mb(workers)
+    assert after <= 1.2 * before, (before, after)
+
+
+def test_answers_equal_the_predictors_in_process(server):
+    """Scores within 1e-5 and tags equal to the in-process predictors, so both layouts answer alike."""
+    base, _, _ = server
+    english = SentimentPredictor(REPO / "models" / "sentiment", threads=1)
+    chinese = PosTagger(REPO / "models" / "pos", threads=1)
+    reviews = [REVIEW, "Awful.", "Not bad at all, really. " * 50, "I loved it! " * 400]
+    texts = ["江泽民发表1998年新年讲话。", chinese_text(3_000), ["我们", "热爱", "和平"]]
+    with httpx.Client(base_url=base, timeout=60) as c:
+        got = [a["score"] for a in c.post("/sentiment", json={"texts": reviews}).json()]
+        tagged = c.post("/pos-tag", json={"texts": texts}).json()
+    assert np.allclose(got, english.predict(reviews), atol=1e-5)
+    for answer, want in zip(tagged, chinese.tag(texts), strict=True):
+        assert answer["words"] == want.words and answer["tags"] == want.tags
+        assert answer["upos"] == want.upos() and answer["offsets"] == [list(o) for o in want.offsets]
