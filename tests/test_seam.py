@@ -1,0 +1,30 @@
+"""The one seam with BentoML's internals (service/bentoml_seam.py): the version it was written for, and the
+middleware stack it builds, outermost first."""
+
+from __future__ import annotations
+
+import tomllib
+
+import bentoml
+
+from service import middleware
+from service.bentoml_seam import BENTOML_VERSION, middleware_classes
+from service.service import Senpos
+
+from .conftest import REPO
+
+
+def test_bentoml_is_pinned_to_the_version_the_seam_was_written_for():
+    assert bentoml.__version__ == BENTOML_VERSION
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert f"bentoml=={BENTOML_VERSION}" in deps
+
+
+def test_the_middleware_stack_in_order():
+    app = Senpos.to_asgi()
+    assert isinstance(app, middleware.ShedLoadMiddleware)  # refusals before any of BentoML's layers
+    names = [c.__name__ for c in middleware_classes(app.app)]
+    assert names == ["RunnerTrafficMetricsMiddleware", "OpenTelemetryMiddleware", "TimeoutMiddleware",
+                     "MaxConcurrencyMiddleware", "RebalanceMiddleware", "JsonOnlyMiddleware", "BodyLimitMiddleware",
+                     "RetryAfterMiddleware", "ContextMiddleware"]
+    assert middleware.TimeoutMiddleware in middleware_classes(app.app)  # ours, whose timer is cancelled
