@@ -39,6 +39,7 @@ from bench.profile import record, shares
 from bench.run import _model_alone, limit_sentiment, pos_in_process, sweep
 from bench.stress import api_workers, cpu_use
 from senpos import runtime
+from service.settings import Settings
 from tests.server import server_process
 
 REPO = Path(__file__).resolve().parents[1]
@@ -176,10 +177,10 @@ def measured(fn, workers: list[psutil.Process]):
     return rows
 
 
-def service(provider: str, texts: list[str], zh: list[str], seconds: float, workers: int, max_batch: int,
-            pool: LoadPool, levels: dict, profile_workers: int) -> dict:
-    env = {"SENPOS_PROVIDER": provider, "SENPOS_API_WORKERS": str(workers), "SENPOS_MAX_BATCH_SIZE": str(max_batch),
-           "SENPOS_MAX_ITEMS": str(max(256, max_batch))}
+def service(provider: str, layout: str, texts: list[str], zh: list[str], seconds: float, workers: int,
+            max_batch: int, pool: LoadPool, levels: dict, profile_workers: int) -> dict:
+    env = {"SENPOS_PROVIDER": provider, "SENPOS_LAYOUT": layout, "SENPOS_API_WORKERS": str(workers),
+           "SENPOS_MAX_BATCH_SIZE": str(max_batch), "SENPOS_MAX_ITEMS": str(max(256, max_batch))}
     out: dict = {"env": env}
     t0 = time.perf_counter()
     with server_process(env, ready_timeout=300) as (base, proc):
@@ -211,10 +212,22 @@ def service(provider: str, texts: list[str], zh: list[str], seconds: float, work
                 row["chars_per_s"] = round(row["items_per_s"] * chars)
         log = (REPO / ".pytest_cache" / f"server-{base.rsplit(':', 1)[1]}.log").read_text(errors="replace")
     out["log_lines_runs_on"] = sorted({m.group(0) for m in re.finditer(r"\S+ runs on \w+", log)})
-    out["log_models_loaded"] = len(re.findall(r"models loaded: sentiment on \w+, pos on \w+", log))
+    out["log_models_loaded"] = len(re.findall(r"(models loaded|model process): sentiment on \w+, pos on \w+", log))
     out["log_fell_back"] = len(re.findall(r"fell back to", log))
-    out["log_excerpt"] = [line for line in log.splitlines() if "runs on" in line or "models loaded" in line][:4]
+    out["log_excerpt"] = [line for line in log.splitlines()
+                          if "runs on" in line or "models loaded" in line or "model process" in line][:6]
     return out
+
+
+def headline(r: dict) -> dict:
+    """The best level of each run, per provider: what the README quotes (bench/results/gpu-latest.json)."""
+    best = {key: {provider: max((row["items_per_s"] for row in s[run]), default=0.0)
+                  for provider, s in r["service"].items()}
+            for key, run in (("sentiment_one_per_request", "sentiment_one_per_request"),
+                             ("sentiment_client_batched", "sentiment_batched_64"),
+                             ("pos_one_per_request", "pos_one_per_request"), ("pos_client_batched", "pos_batched_64"))}
+    return {"date": r["date"][:10], "gpu": r["environment"]["gpu"], "command": r["command"],
+            "layouts": {provider: s["env"]["SENPOS_LAYOUT"] for provider, s in r["service"].items()}, **best}
 
 
 def markdown(r: dict) -> str:
@@ -305,13 +318,16 @@ def main() -> None:
     pool = LoadPool(args.clients)
     try:
         result["service"] = {}
-        for provider, max_batch in ([("cuda", 256)] if cuda else []) + [("cpu", 64)]:
-            print(f"service on {provider}", flush=True)
-            result["service"][provider] = service(provider, texts, zh, seconds, args.workers, max_batch, pool,
-                                                  levels, profile_workers=min(3, args.workers))
+        # CUDA: one model process fed by every API worker; the CPU build: its default (best measured) layout.
+        cpu_layout = Settings.from_env().resolved_layout() if not cuda else "single"
+        for provider, layout, max_batch in ([("cuda", "split", 256)] if cuda else []) + [("cpu", cpu_layout, 64)]:
+            print(f"service on {provider}, SENPOS_LAYOUT={layout}", flush=True)
+            result["service"][provider] = service(provider, layout, texts, zh, seconds, args.workers, max_batch,
+                                                  pool, levels, profile_workers=min(3, args.workers))
             save()
     finally:
         pool.close()
+    (out / "gpu-latest.json").write_text(json.dumps(headline(result), indent=1) + "\n")
     (out / f"{args.name}.md").write_text(markdown(result))
     print(markdown(result), flush=True)
 

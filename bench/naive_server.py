@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from senpos.sentiment import sentiment_label
 from senpos.text.english import tokenize, truncate
 from senpos.text.vocab import Vocab
 from training.sentiment.export import load_checkpoint
@@ -39,7 +40,7 @@ def main() -> None:
                 for text in texts:  # one forward pass per text, as the tutorial's predict function
                     ids = truncate(vocab.encode(tokenize(text)), max_tokens, head) or [1]
                     p = float(model(torch.tensor([ids]), torch.tensor([len(ids)]))[0])
-                    out.append({"label": "positive" if p >= 0.5 else "negative", "score": p})
+                    out.append({"label": sentiment_label(p), "score": p})
             body = json.dumps(out).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")

@@ -13,6 +13,26 @@ def _best(rows: list[dict] | None) -> float:
     return max((r["items_per_s"] for r in rows or []), default=0.0)
 
 
+def _by_level(rows: list[dict] | None) -> dict[float, float]:
+    return {r["level"]: r["items_per_s"] for r in rows or []}
+
+
+def layout_targets(result: dict) -> list[tuple[str, str, bool | None]]:
+    """split >= 0.9 x single one review per request; senpos >= 1.5 x the better peer at every level."""
+    layouts = result.get("service_layouts") or {}
+    if set(layouts) != {"single", "split"}:
+        return []
+    single, split = (_best(layouts[k]["one_per_request"]) for k in ("single", "split"))
+    ours = _by_level(layouts[result["default_layout"]]["one_per_request"])
+    peers = [_by_level(result.get(k)) for k in ("ray_serve", "stock_bentoml") if result.get(k)]
+    worst = min(((ours[lv] / max(max(p.get(lv, 0.0) for p in peers), 1e-9), lv) for lv in ours
+                 if any(lv in p for p in peers)), default=None)
+    return [("split >= 0.9 x single, 1 review/request (best level)", f"{split:.0f} vs {single:.0f} "
+             f"({split / single:.2f}x)", split >= 0.9 * single),
+            ("senpos >= 1.5 x the better peer at every level", f"worst {worst[0]:.2f}x at {worst[1]:g} in flight"
+             if worst else "no peer run", worst[0] >= 1.5 if worst else None)]
+
+
 def targets(result: dict) -> list[tuple[str, str, bool | None]]:
     svc = result["service"]
     one, batched = _best(svc["one_per_request"]), _best(svc["batched_64"])
@@ -20,7 +40,7 @@ def targets(result: dict) -> list[tuple[str, str, bool | None]]:
     naive, ray = _best(result["naive"]), _best(result.get("ray_serve"))
     half = min(svc["open_loop"], key=lambda r: abs(r["fraction_of_saturation"] - 0.5))
     pos = result["pos_in_process"]
-    rows = [
+    rows = layout_targets(result) + [
         ("one-per-request >= 0.8 x client-batched", f"{one:.0f} vs {batched:.0f} ({one / batched:.2f}x)",
          one >= 0.8 * batched),
         ("one-per-request >= 0.7 x the limit", f"{one:.0f} vs {limit:.0f} ({one / limit:.2f}x)", one >= 0.7 * limit),
@@ -52,11 +72,16 @@ def markdown(result: dict) -> str:
     lines.append(f"| limit: ONNX alone, length-sorted batches (one process on all cores: "
                  f"{lim.get('one_process_all_cores', '-')}; one process per core: "
                  f"{lim.get('one_process_per_core', '-')}) | - | {lim['reviews_per_s']} | | | | | | | |")
-    groups = [("service, 1 item/request (closed)", svc["one_per_request"]),
+    layouts = result.get("service_layouts") or {}
+    groups = [(f"SENPOS_LAYOUT={k}, {what}/request (closed)", v[key]) for k, v in layouts.items()
+              if k != result.get("default_layout") for key, what in (("one_per_request", 1), ("batched_64", 64))]
+    groups += [(f"service ({result.get('default_layout', 'default')}), 1 item/request (closed)",
+                svc["one_per_request"]),
               ("service, 64 items/request (closed)", svc["batched_64"]),
               ("service, 1 item/request (open loop, req/s)", svc["open_loop"]),
               ("naive PyTorch, 1 item/request", result["naive"]),
-              ("Ray Serve @serve.batch, 1 item/request", result.get("ray_serve") or [])]
+              ("Ray Serve @serve.batch, 1 item/request", result.get("ray_serve") or []),
+              ("stock BentoML batchable=True, 1 item/request", result.get("stock_bentoml") or [])]
     for label, rows in groups:
         for r in rows:
             batch = (r.get("server_batches") or {}).get("mean_batch", "")
@@ -91,7 +116,8 @@ def plot(result: dict, path: Path) -> None:
     series = [("service 1/request (closed)", result["service"]["one_per_request"], "o-"),
               ("service 1/request (open loop)", result["service"]["open_loop"], "s--"),
               ("service 64/request", result["service"]["batched_64"], "^-"),
-              ("naive PyTorch", result["naive"], "x-"), ("Ray Serve", result.get("ray_serve") or [], "d-")]
+              ("naive PyTorch", result["naive"], "x-"), ("Ray Serve", result.get("ray_serve") or [], "d-"),
+              ("stock BentoML", result.get("stock_bentoml") or [], "v-")]
     for label, rows, style in series:
         if rows:
             ax.plot([r["items_per_s"] for r in rows], [r["p99_ms"] for r in rows], style, label=label)

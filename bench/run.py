@@ -1,10 +1,12 @@
 """Side-by-side benchmark on this machine, same payloads, one run (`make bench`; `--smoke` for CI):
 
 1. the limit: the ONNX models alone through onnxruntime, ideal length-sorted batches (no HTTP);
-2. the service: one item per request (the server must batch) and client-batched (64 items per request),
-   closed loop over a sweep of concurrency, then open loop over a sweep of arrival rates;
+2. the service in both layouts (SENPOS_LAYOUT single and split): one item per request (the server must batch)
+   and client-batched (64 items per request), closed loop over a sweep of concurrency; for the default layout
+   also an open loop over a sweep of arrival rates and /pos-tag;
 3. the naive baseline: one request = one PyTorch forward pass behind a minimal HTTP server;
-4. the peer: Ray Serve with @serve.batch, same model and text processing (needs .venv-ray);
+4. the peers, built as their docs recommend, same model and text processing: Ray Serve with @serve.batch (needs
+   .venv-ray) and stock BentoML with `batchable=True`;
 5. /pos-tag: characters/s of the service and of the pipeline in one process, next to jieba.posseg.
 
 Results: bench/results/<name>.json, <name>.md and <name>.png (latency against throughput).
@@ -27,7 +29,8 @@ from bench.loadgen import LoadPool, batch_stats, closed_loop, open_loop, stats_d
 from bench.payloads import reviews, sentences
 from bench.profile import profile
 from bench.report import targets, write_report
-from tests.server import free_port, running_server
+from service.settings import SETTINGS
+from tests.server import BENTOML, free_port, running_server
 
 REPO = Path(__file__).resolve().parents[1]
 RAY_PYTHON = REPO / ".venv-ray" / "bin" / "python"
@@ -123,6 +126,13 @@ def sweep(
     return rows
 
 
+def layout_sweeps(base: str, singles: list[dict], batches: list[dict], levels: list[int], seconds: float,
+                  smoke: bool) -> dict:
+    """One review per request at each level, and 64 per request, on one server."""
+    return {"one_per_request": sweep(base, "/sentiment", singles, 1, levels, seconds, "sentiment"),
+            "batched_64": sweep(base, "/sentiment", batches, 64, [1, 2] if smoke else [1, 2, 4], seconds, "sentiment")}
+
+
 def open_sweep(
     base: str, payloads: list[dict], saturation: float, fractions: list[float], seconds: float
 ) -> list[dict]:
@@ -180,7 +190,6 @@ def main() -> None:
     parser.add_argument("--name", default="cpu-" + time.strftime("%Y-%m-%d"))
     args = parser.parse_args()
     seconds = 1.0 if args.smoke else args.seconds
-    one = [8, 32] if args.smoke else [1, 8, 32, 64, 128]
     texts, zh = reviews(2000, seed=1, smoke=args.smoke), sentences(2000, seed=1, smoke=args.smoke)
     started = time.time()
     result: dict = {
@@ -201,17 +210,24 @@ def main() -> None:
     result["pos_in_process"] = pos_in_process(zh[:300] if args.smoke else zh)
     print(" ", result["limit"], result["pos_in_process"], flush=True)
 
-    print("service", flush=True)
-    with running_server() as base:
-        asyncio.run(closed_loop(base, "/sentiment", [{"texts": [t]} for t in texts], 16, 2, 1))  # warm-up
-        singles = [{"texts": [t]} for t in texts]
-        batches = [{"texts": texts[i : i + 64]} for i in range(0, len(texts), 64)]
-        service = {
-            "one_per_request": sweep(base, "/sentiment", singles, 1, one, seconds, "sentiment"),
-            "batched_64": sweep(
-                base, "/sentiment", batches, 64, [1, 2] if args.smoke else [1, 2, 4, 8], seconds, "sentiment"
-            ),
-        }
+    levels = [8, 32] if args.smoke else [8, 32, 64, 128]
+    singles = [{"texts": [t]} for t in texts]
+    batches = [{"texts": texts[i : i + 64]} for i in range(0, len(texts), 64)]
+    default = SETTINGS.resolved_layout()
+    result["default_layout"], result["service_layouts"] = default, {}
+    for layout in ("single", "split"):  # the default layout last, so the machine is warm for its longer run
+        if layout == default:
+            continue
+        print(f"service, SENPOS_LAYOUT={layout}", flush=True)
+        with running_server({"SENPOS_LAYOUT": layout}) as base:
+            asyncio.run(closed_loop(base, "/sentiment", singles, 16, 2, 1))  # warm-up
+            result["service_layouts"][layout] = layout_sweeps(base, singles, batches, levels, seconds, args.smoke)
+    print(f"service, SENPOS_LAYOUT={default} (the default here)", flush=True)
+    with running_server({"SENPOS_LAYOUT": default}) as base:
+        asyncio.run(closed_loop(base, "/sentiment", singles, 16, 2, 1))  # warm-up
+        service = layout_sweeps(base, singles, batches, [1, *levels] if not args.smoke else levels, seconds,
+                                args.smoke)
+        result["service_layouts"][default] = service
         saturation = max(r["items_per_s"] for r in service["one_per_request"])
         fractions = [0.5] if args.smoke else [0.25, 0.5, 0.75, 0.9, 1.1]
         service["open_loop"] = open_sweep(base, singles, saturation, fractions, seconds * 1.5)
@@ -225,6 +241,11 @@ def main() -> None:
                 row["chars_per_s"] = round(row["items_per_s"] * result["payloads"]["sentence_chars_mean"])
     result["service"] = service
 
+    print("stock BentoML peer (@bentoml.api(batchable=True))", flush=True)
+    port = free_port()
+    result["stock_bentoml"] = peer([BENTOML, "serve", "bench.bentoml_peer:StockSentiment", "--port", str(port)],
+                                   port, texts, levels, seconds,
+                                   env={"BENTOML_HOME": str(REPO / ".pytest_cache" / f"bentoml-home-{port}")})
     print("naive baseline (PyTorch, one forward per request, no batching)", flush=True)
     port = free_port()
     result["naive"] = peer(
@@ -241,7 +262,7 @@ def main() -> None:
             [str(RAY_PYTHON), "-m", "bench.ray_peer", "--port", str(port)],
             port,
             texts,
-            [8] if args.smoke else [8, 32, 64, 128],
+            levels,
             seconds,
         )
     else:

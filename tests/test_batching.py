@@ -104,12 +104,13 @@ def test_units_of_a_large_request_interleave_with_a_small_one():
 
 def test_the_wait_is_priced_in_model_seconds_of_what_is_queued():
     """Admission counts what the queued units cost, as a round-robin share: a request of cost c waits for at
-    most c of each queued request's work."""
+    most c of each queued request's work, and may wait as long as the budget or its own work, if longer."""
     batcher = Batcher(Model(), max_batch_items=8, max_queue_s=0.5)
 
     async def go():  # queued without yielding to the loop, so nothing runs while we look
-        batcher.submit([Unit([1] * 8, 0.01) for _ in range(1000)], request="large")  # 10 s of work
-        small_behind_large, large_behind_large = batcher.refusal(0.01), batcher.refusal(1.0)
+        for large in ("a", "b"):
+            batcher.submit([Unit([1] * 8, 0.01) for _ in range(1000)], request=large)  # 10 s of work each
+        small_behind_large, large_behind_large = batcher.refusal(0.01), batcher.refusal(1.0)  # waits 0.02, 2 s
         for i in range(100):
             batcher.submit([Unit([1], 0.006)], request=i)  # 100 small requests: 0.6 s
         return small_behind_large, large_behind_large, batcher.refusal(0.006)

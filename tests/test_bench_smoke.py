@@ -28,6 +28,9 @@ def test_bench_smoke():
     assert result["limit"]["sentiment"]["reviews_per_s"] > 0
     assert all(r["statuses"].get("200") for r in result["service"]["one_per_request"])
     assert result["naive"][0]["statuses"].get("200")
+    assert set(result["service_layouts"]) == {"single", "split"}  # both layouts, side by side
+    assert all(r["statuses"].get("200") for rows in result["service_layouts"].values() for r in rows["one_per_request"])
+    assert result["stock_bentoml"][0]["statuses"].get("200")
     assert result["pos_in_process"]["pipeline_chars_per_s"] > 0
     assert (SMOKE / f"{result['name']}.md").exists() and (SMOKE / f"{result['name']}.png").exists()
     if any(ok is False for _, _, ok in targets(result)):  # then the report says where the time goes
@@ -55,7 +58,7 @@ def test_gpu_proof_smoke():
     """The GPU proof's script rehearsed on CPU: without CUDA it runs the CPU half, and the server's log names the
     provider each model runs on."""
     _run("bench.gpu", "gpu-*", "--workers", "1", "--clients", "2")
-    (result,) = [json.loads(p.read_text()) for p in SMOKE.glob("gpu-*.json")]
+    (result,) = [json.loads(p.read_text()) for p in SMOKE.glob("gpu-*.json") if p.name != "gpu-latest.json"]
     assert result["cuda"] is False and "parity" not in result
     assert result["limit"]["cpu"]["sentiment"]["reviews_per_s"] > 0
     cpu = result["service"]["cpu"]
@@ -66,6 +69,10 @@ def test_gpu_proof_smoke():
     assert cpu["log_models_loaded"] == 1 and cpu["log_fell_back"] == 0
     assert sum(cpu["profile_one_per_request"]["samples"].values()) > 0  # py-spy ran (a fresh clone once lacked it)
     assert (SMOKE / f"{result['name']}.md").exists()
+    latest = json.loads((SMOKE / "gpu-latest.json").read_text())  # the headline the README quotes
+    runs = ("sentiment_one_per_request", "sentiment_client_batched", "pos_one_per_request", "pos_client_batched")
+    assert {"date", "gpu", "command", *runs} <= set(latest)
+    assert all(latest[run]["cpu"] > 0 for run in runs)
 
 
 def test_a_real_run_never_falls_back_to_the_fixtures(monkeypatch, tmp_path):

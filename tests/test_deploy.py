@@ -95,9 +95,14 @@ def test_kubernetes_manifests_validate(manifest):
     assert {"Deployment", "Service", "HorizontalPodAutoscaler"} <= kinds
     for doc in docs:
         kubernetes_validate.validate(doc, "1.37.0", strict=True)
-    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
-    container = deployment["spec"]["template"]["spec"]["containers"][0]
-    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
-    if "gpu" in manifest.name:
-        assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    containers = [d["spec"]["template"]["spec"]["containers"][0] for d in docs if d["kind"] == "Deployment"]
+    for container in containers:
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
+    if "gpu" in manifest.name:  # the split layout across pods: API pods on CPU feed one model pod per GPU
+        api, models = containers
+        env = {e["name"]: e["value"] for e in api["env"]}
+        assert env["SENPOS_LAYOUT"] == "split" and env["SENPOS_MODEL_ADDRESS"] == "tcp://senpos-models:7000"
+        assert "nvidia.com/gpu" not in api["resources"]["limits"]
+        assert models["resources"]["limits"]["nvidia.com/gpu"] == "1"
+        assert models["command"][-3:] == ["service.service:SenposModels", "--port", "3000"]

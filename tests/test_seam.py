@@ -3,8 +3,6 @@ middleware stack it builds, outermost first."""
 
 from __future__ import annotations
 
-import tomllib
-
 import bentoml
 
 from service import middleware
@@ -16,8 +14,7 @@ from .conftest import REPO
 
 def test_bentoml_is_pinned_to_the_version_the_seam_was_written_for():
     assert bentoml.__version__ == BENTOML_VERSION
-    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    assert f"bentoml=={BENTOML_VERSION}" in deps
+    assert f'"bentoml=={BENTOML_VERSION}"' in (REPO / "pyproject.toml").read_text()
 
 
 def test_the_middleware_stack_in_order():
