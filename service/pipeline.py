@@ -26,7 +26,7 @@ from service.units import Pricing, cut
 
 INLINE_CHARS = 2_000  # smaller requests are tokenised on the event loop: a thread hop costs more than the work
 CHUNK_CHARS = 20_000  # larger ones in chunks of about this size, on the CPU thread
-TRIM_CHARS = 200_000  # after a request this large, give freed memory back to the system
+TRIM_CHARS = 10_000  # after a request this large, give freed memory back to the system (glibc keeps it)
 
 
 class Queue(Protocol):
