@@ -202,3 +202,21 @@ def test_api_and_model_servers_apart_over_tcp(tmp_path):
     finally:
         os.killpg(models.pid, signal.SIGTERM)
         models.wait(timeout=30)
+
+
+def test_a_killed_model_process_is_503_at_once_then_restarted(server):
+    base, proc, layout = server
+    if layout != "split":
+        pytest.skip("only the split layout has a model process")
+    out = subprocess.run(["pgrep", "-f", "--", "--service-name SenposModels"], capture_output=True, text=True).stdout
+    (pid,) = [int(p) for p in out.split() if int(p) in _workers(proc)]
+    os.kill(pid, signal.SIGKILL)
+    time.sleep(0.5)
+    t0 = time.perf_counter()
+    r = httpx.post(f"{base}/sentiment", json={"texts": ["Fine."]}, timeout=30)
+    assert r.status_code == 503 and r.headers["retry-after"] and time.perf_counter() - t0 < 1.0
+    deadline = time.monotonic() + 120  # bentoml serve starts a new model process; the workers reconnect
+    while httpx.post(f"{base}/sentiment", json={"texts": ["Fine."]}, timeout=30).status_code != 200:
+        assert time.monotonic() < deadline, "the service did not recover"
+        time.sleep(1)
+    assert httpx.get(f"{base}/readyz").status_code == 200
