@@ -205,8 +205,15 @@ class Senpos:
                     raise
                 await asyncio.sleep(0.2)
 
-    def __is_ready__(self) -> bool:
-        return self.client is None or self.client.connected
+    async def __is_ready__(self) -> bool:
+        """Split layout: ready while the model process can be reached (a probe reconnects a worker that lost it)."""
+        if self.client is None:
+            return True
+        try:
+            await self.client.connect(timeout_s=2)
+        except Exception:
+            return False
+        return True
 
     @bentoml.api(route="/sentiment")
     async def sentiment(self, texts: Texts) -> list[dict]:
