@@ -97,3 +97,31 @@ def test_wide_and_deep_export_parity_and_padding_invariance(tmp_path):
         ids[0, 3:] = rng.integers(2, 50, ids.shape[1] - 3)  # junk, not zeros, in the padding
         got = session.run(None, {"ids": ids, "lengths": lengths})[0]
         assert abs(float(got[0] - alone[0])) <= TOL, batch
+
+
+def test_tiny_wide_and_deep_pipeline_exports_a_loadable_model(tmp_path, reviews_jsonl):
+    """prepare -> train -> wide -> combine -> export on the 24-review fixture (a few seconds)."""
+    import json
+
+    from senpos.sentiment import SentimentPredictor
+    from training.sentiment.__main__ import main as cli
+    from training.sentiment.combine import combine
+    from training.sentiment.wide import WideConfig, fit_wide
+
+    prep, run = tmp_path / "prep", tmp_path / "run"
+    cli(["prepare", "--train", str(reviews_jsonl), "--unsup", str(reviews_jsonl), "--out", str(prep),
+         "--min-freq", "1", "--embed-dim", "16", "--w2v-epochs", "3", "--val-fraction", "0.25",
+         "--report-fraction", "0.25"])
+    split = json.loads((prep / "split.json").read_text())
+    assert sorted(split["fit"] + split["select"] + split["report"]) == list(range(24))
+    cli(["train", "--prepared", str(prep), "--run", str(run), "--hidden", "8", "--epochs", "2", "--batch-size", "4",
+         "--max-tokens", "12", "--head-tokens", "4"])
+    fit_wide(prep, tmp_path / "wide", WideConfig(max_tokens=12, head_tokens=4, buckets=256, n=3, c_grid=(1.0,)))
+    metrics = combine(run, tmp_path / "wide", prep, tmp_path / "wd")
+    assert set(metrics["results"]) == {"select", "report"}
+    cli(["export", "--prepared", str(prep), "--run", str(tmp_path / "wd"), "--out", str(tmp_path / "model")])
+    predictor = SentimentPredictor(tmp_path / "model")
+    probs = predictor.predict(["A wonderful film.", "Awful and boring.", ""])
+    assert probs.shape == (3,) and np.all((probs >= 0) & (probs <= 1))
+    text = "A wonderful film with a brilliant cast."
+    assert abs(predictor.predict([text])[0] - predictor.predict(["Boring " * 200, text, "ok"])[1]) <= TOL

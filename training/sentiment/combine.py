@@ -93,7 +93,8 @@ def combine(deep_dir: Path, wide_dir: Path, prepared_dir: Path, run_dir: Path) -
     torch.save({"model_config": asdict(deep.cfg), "train_config": tcfg, "state_dict": model.state_dict(),
                 "wide": {"buckets": wide.buckets, "n": wide.n}}, run_dir / "checkpoint.pt")
     deep_file = deep_dir / "metrics.json"  # absent while the BiLSTM is still training (best checkpoint so far)
-    deep_metrics = json.loads(deep_file.read_text()) if deep_file.exists() else {"val_accuracy": None}
+    deep_metrics = (json.loads(deep_file.read_text()) if deep_file.exists()
+                    else {"val_accuracy": None, "config": tcfg, "history": []})
     wide_metrics = json.loads((wide_dir / "wide.json").read_text())
     metrics = {**deep_metrics, "val_accuracy": results["select"]["wide_and_deep"]["accuracy"],
                "report_accuracy": results["report"]["wide_and_deep"]["accuracy"],
