@@ -125,3 +125,9 @@ def test_tiny_wide_and_deep_pipeline_exports_a_loadable_model(tmp_path, reviews_
     assert probs.shape == (3,) and np.all((probs >= 0) & (probs <= 1))
     text = "A wonderful film with a brilliant cast."
     assert abs(predictor.predict([text])[0] - predictor.predict(["Boring " * 200, text, "ok"])[1]) <= TOL
+
+
+def test_group_ids_do_not_depend_on_the_process():
+    """Ids are each group's first member, whatever order union-find merged in (set order varies by process)."""
+    texts = ["Zed Alpha and Quill Brant met Orla.", "x", "Orla, Quill Brant and Zed Alpha again.", "x"]
+    assert group_reviews(texts, min_shared=3) == [0, 1, 0, 1]

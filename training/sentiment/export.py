@@ -107,7 +107,7 @@ def export(run_dir: Path, prepared_dir: Path, out_dir: Path) -> None:
     for name in ("metrics.json", "training_curves.png"):
         if (run_dir / name).exists():
             shutil.copy(run_dir / name, out_dir / name)
-    prep = prepared_dir / "prepare.json"
-    if prep.exists():
-        shutil.copy(prep, out_dir / "prepare.json")
+    for name in ("prepare.json", "split.json"):  # split.json: which lines of the data were fit / select / report
+        if (prepared_dir / name).exists():
+            shutil.copy(prepared_dir / name, out_dir / name)
     log.info("exported %s", out_dir)

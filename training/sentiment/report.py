@@ -32,15 +32,21 @@ def throughput(predictor: SentimentPredictor, seqs: list[np.ndarray], batch: int
     return done / (time.perf_counter() - start)
 
 
-def held_out_parts(prep: dict) -> dict[str, list[Review]]:
-    """The parts of train the model never trained on, rebuilt from prepare.json: "validation" (select) and
-    "report" for a grouped split (prepare.py), "validation" alone for the older random split."""
+def held_out_parts(model_dir: Path) -> dict[str, list[Review]]:
+    """The parts of train the model never trained on: "validation" (select) and "report" from the split.json
+    that prepare.py wrote (or the grouped split rebuilt from prepare.json), "validation" alone for the
+    older random split."""
+    prep = json.loads((model_dir / "prepare.json").read_text())
     reviews = load_reviews(prep["train"])
     if "report_fraction" not in prep:
         return {"validation": stratified_split(reviews, prep["val_fraction"], prep["seed"])[1]}
-    groups = group_reviews([r.text for r in reviews])
-    _, select, report = grouped_split([r.label for r in reviews], groups,
-                                      (prep["val_fraction"], prep["report_fraction"]), prep["seed"])
+    if (model_dir / "split.json").exists():
+        split = json.loads((model_dir / "split.json").read_text())
+        select, report = split["select"], split["report"]
+    else:
+        groups = group_reviews([r.text for r in reviews])
+        _, select, report = grouped_split([r.label for r in reviews], groups,
+                                          (prep["val_fraction"], prep["report_fraction"]), prep["seed"])
     return {"validation": [reviews[i] for i in select], "report": [reviews[i] for i in report]}
 
 
@@ -50,10 +56,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="per throughput measurement")
     args = parser.parse_args()
 
-    prep = json.loads((args.model / "prepare.json").read_text())
     predictor = SentimentPredictor(args.model)
     result = {}
-    for name, part in held_out_parts(prep).items():
+    for name, part in held_out_parts(args.model).items():
         seqs = predictor.encode_many([r.text for r in part])
         result[name] = score(predictor.predict_ids(seqs), np.array([r.label for r in part]))
     result["probes"] = probe_accuracy(args.model)

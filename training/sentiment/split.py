@@ -31,7 +31,8 @@ def _find(parent: list[int], x: int) -> int:
 
 
 def group_reviews(texts: Sequence[str], min_shared: int = 3, max_df: int = 30) -> list[int]:
-    """A group id for each text (connected components of duplicate / shared-name links)."""
+    """A group id for each text (connected components of duplicate / shared-name links): the index of the
+    group's first text, so the same texts give the same ids in every process."""
     parent = list(range(len(texts)))
 
     def union(a: int, b: int) -> None:
@@ -60,7 +61,11 @@ def group_reviews(texts: Sequence[str], min_shared: int = 3, max_df: int = 30) -
     for (a, b), n in shared.items():
         if n >= min_shared:
             union(a, b)
-    return [_find(parent, i) for i in range(len(texts))]
+    # Name a group by its first member: the union-find roots depend on set iteration order (string hashing
+    # is randomised per process), the components do not.
+    first: dict[int, int] = {}
+    roots = [_find(parent, i) for i in range(len(texts))]
+    return [first.setdefault(r, i) for i, r in enumerate(roots)]
 
 
 def grouped_split(
