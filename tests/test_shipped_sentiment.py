@@ -47,3 +47,12 @@ def test_shipped_artifacts_are_consistent():
     assert metrics["val_accuracy"] >= 0.90
     assert np.isclose(evaluation["validation"]["accuracy"], metrics["val_accuracy"], atol=1e-3)
     assert sum(f.stat().st_size for f in MODEL.iterdir()) < 30 * 2**20
+
+
+def test_shipped_model_keeps_its_recorded_probe_accuracy():
+    """The robustness probes (tests/fixtures/sentiment_probes.jsonl): a reshipped model may not score below
+    the figure recorded for the shipped one."""
+    from training.sentiment.evaluate import probe_accuracy
+
+    recorded = json.loads((MODEL / "evaluation.json").read_text())["probes"]["accuracy"]
+    assert probe_accuracy(MODEL)["accuracy"] >= recorded - 1e-9

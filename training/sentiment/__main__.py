@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m training.sentiment", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("prepare", help="tokenise, split 90/10, build the vocabulary, train word2vec")
+    p = sub.add_parser("prepare", help="tokenise, grouped fit/select/report split, vocabulary, word2vec")
     p.add_argument("--out", type=Path, default=Path("runs/sentiment/prepared"))
     p.add_argument("--download", action="store_true", help=f"fetch {IMDB_URL} (MD5-checked) first")
     p.add_argument("--download-url", default=IMDB_URL, help=argparse.SUPPRESS)

@@ -39,3 +39,21 @@ def evaluate_file(data: str | Path, model_dir: str | Path, split: str = "test") 
     predictor = SentimentPredictor(model_dir)
     probs = predictor.predict([r.text for r in reviews])
     return {"data": str(data), "model": str(model_dir), **score(probs, np.array([r.label for r in reviews]))}
+
+
+PROBES = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "sentiment_probes.jsonl"
+
+
+def probe_accuracy(model_dir: str | Path, probes: str | Path = PROBES) -> dict:
+    """Accuracy on the short robustness probes the tests own (negation, contrast, very short texts, other
+    domains than film), overall and per category."""
+    import json
+
+    rows = [json.loads(line) for line in Path(probes).read_text(encoding="utf-8").splitlines() if line.strip()]
+    probs = SentimentPredictor(model_dir).predict([r["text"] for r in rows])
+    right = [(p >= 0.5) == bool(r["label"]) for p, r in zip(probs, rows, strict=True)]
+    cats = sorted({r["category"] for r in rows})
+    return {"n": len(rows), "accuracy": float(np.mean(right)),
+            "by_category": {c: float(np.mean([ok for ok, r in zip(right, rows, strict=True) if r["category"] == c]))
+                            for c in cats},
+            "wrong": [r["text"] for ok, r in zip(right, rows, strict=True) if not ok]}

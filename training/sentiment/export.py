@@ -18,15 +18,19 @@ import torch
 from senpos.runtime import make_session
 from senpos.sentiment import vocab_digest
 from senpos.text.vocab import Vocab
-from training.sentiment.model import ModelConfig, SentimentBiLSTM
+from training.sentiment.model import ModelConfig, SentimentBiLSTM, WideAndDeep, WideNgrams
 
 log = logging.getLogger(__name__)
 PARITY_TOL = 1e-5
 
 
-def load_checkpoint(run_dir: Path) -> tuple[SentimentBiLSTM, dict]:
+def load_checkpoint(run_dir: Path) -> tuple[SentimentBiLSTM | WideAndDeep, dict]:
+    """A BiLSTM checkpoint (train.py) or a wide & deep one (combine.py, which has a "wide" entry)."""
     ckpt = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
     model = SentimentBiLSTM(ModelConfig(**ckpt["model_config"]))
+    if "wide" in ckpt:
+        model = WideAndDeep(model, WideNgrams(model.cfg.vocab_size, int(ckpt["wide"]["buckets"]),
+                                                   int(ckpt["wide"].get("n", 2))))
     model.load_state_dict(ckpt["state_dict"])
     return model.eval(), ckpt
 
@@ -38,7 +42,7 @@ def random_batch(rng: np.random.Generator, vocab_size: int, lengths: list[int]) 
     return ids, np.asarray(lengths, dtype=np.int64)
 
 
-def parity_check(model: SentimentBiLSTM, onnx_path: Path, seed: int = 0) -> float:
+def parity_check(model: SentimentBiLSTM | WideAndDeep, onnx_path: Path, seed: int = 0) -> float:
     """Max |PyTorch - onnxruntime| over batches of several sizes and mixed lengths."""
     session = make_session(onnx_path, threads=1, want="cpu")
     rng = np.random.default_rng(seed)
@@ -56,7 +60,7 @@ def parity_check(model: SentimentBiLSTM, onnx_path: Path, seed: int = 0) -> floa
     return worst
 
 
-def _trace_export(model: SentimentBiLSTM, ids: np.ndarray, lengths: np.ndarray, path: Path) -> None:
+def _trace_export(model: SentimentBiLSTM | WideAndDeep, ids: np.ndarray, lengths: np.ndarray, path: Path) -> None:
     torch.onnx.export(
         model, (torch.from_numpy(ids), torch.from_numpy(lengths)), str(path), dynamo=False,
         input_names=["ids", "lengths"], output_names=["p_positive"], opset_version=17,
@@ -64,7 +68,7 @@ def _trace_export(model: SentimentBiLSTM, ids: np.ndarray, lengths: np.ndarray, 
     )
 
 
-def export_onnx(model: SentimentBiLSTM, path: Path, vocab: Vocab) -> None:
+def export_onnx(model: SentimentBiLSTM | WideAndDeep, path: Path, vocab: Vocab) -> None:
     ids, lengths = random_batch(np.random.default_rng(0), model.cfg.vocab_size, [7, 3])
     with warnings.catch_warnings():
         # Tracer noise about nn.LSTM shape checks and the initial-state batch size: the parity check
@@ -94,7 +98,7 @@ def export(run_dir: Path, prepared_dir: Path, out_dir: Path) -> None:
         "labels": ["negative", "positive"],
         "preprocessing": {"tokenizer": "spacy.blank('en'), lowercased, <br /> and HTML removed",
                           "max_tokens": tcfg["max_tokens"], "head_tokens": tcfg["head_tokens"]},
-        "model": ckpt["model_config"],
+        "model": {**ckpt["model_config"], **({"wide": ckpt["wide"]} if "wide" in ckpt else {})},
         "train_config": tcfg,
         "onnx": {"inputs": ["ids (batch, time) int64", "lengths (batch,) int64"], "output": "p_positive (batch,)",
                  "opset": 17, "parity_max_abs_diff": parity},
@@ -103,7 +107,7 @@ def export(run_dir: Path, prepared_dir: Path, out_dir: Path) -> None:
     for name in ("metrics.json", "training_curves.png"):
         if (run_dir / name).exists():
             shutil.copy(run_dir / name, out_dir / name)
-    prep = prepared_dir / "prepare.json"
-    if prep.exists():
-        shutil.copy(prep, out_dir / "prepare.json")
+    for name in ("prepare.json", "split.json"):  # split.json: which lines of the data were fit / select / report
+        if (prepared_dir / name).exists():
+            shutil.copy(prepared_dir / name, out_dir / name)
     log.info("exported %s", out_dir)

@@ -57,3 +57,62 @@ class SentimentBiLSTM(nn.Module):
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.logits(ids, lengths))
+
+
+# --- the wide branch: an NB-weighted TF-IDF bag of unigrams and hashed n-grams, from the same token ids ---
+
+NGRAM_MULT = 1_000_003  # n-gram (a, b[, c]) -> vocab_size + ((a * M + b) [* M + c]) % buckets
+
+
+def ngram_features(ids: torch.Tensor, lengths: torch.Tensor, vocab_size: int, buckets: int,
+                   n: int = 2) -> torch.Tensor:
+    """Each row's distinct n-gram ids: unigrams and hashed 2..n-grams, sorted, with repeats and padding
+    replaced by 0 (the padding id, whose weights are 0): a binary bag of n-grams."""
+    t = torch.arange(ids.size(1), device=ids.device).unsqueeze(0)
+    valid = t < lengths.unsqueeze(1)
+    parts, key = [ids * valid], ids
+    for k in range(1, n):  # an n-gram starting at t needs tokens t .. t + k
+        key = key[:, :-1] * NGRAM_MULT + ids[:, k:]
+        parts.append((vocab_size + key % buckets) * valid[:, k:])
+    feats = torch.sort(torch.cat(parts, dim=1), dim=1).values
+    repeat = torch.cat([torch.zeros_like(feats[:, :1]), (feats[:, 1:] == feats[:, :-1]).to(feats.dtype)], dim=1)
+    return feats * (1 - repeat)
+
+
+class WideNgrams(nn.Module):
+    """logit = bias + sum_f u[f] / sqrt(sum_f q[f]) over a review's distinct n-grams f.
+
+    With u = w * r * idf and q = idf^2 this is a logistic regression on L2-normalised binary TF-IDF features
+    scaled by naive-Bayes log-count ratios r (NBSVM-style), fitted in `wide.py`; u and q are 0 for n-grams
+    never seen in training, so they do not count.
+    """
+
+    def __init__(self, vocab_size: int, buckets: int, n: int = 2):
+        super().__init__()
+        self.vocab_size, self.buckets, self.n = vocab_size, buckets, n
+        self.u = nn.Parameter(torch.zeros(vocab_size + buckets))
+        self.q = nn.Parameter(torch.zeros(vocab_size + buckets))
+        self.bias = nn.Parameter(torch.zeros(()))
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        feats = ngram_features(ids, lengths, self.vocab_size, self.buckets, self.n)
+        num = self.u[feats].sum(dim=1)
+        den = self.q[feats].sum(dim=1)
+        return self.bias + num / torch.sqrt(den + 1e-6)
+
+
+class WideAndDeep(nn.Module):
+    """P(positive) = sigmoid(a * BiLSTM logit + b * wide logit + c); a, b, c are fitted on held-out data."""
+
+    def __init__(self, deep: SentimentBiLSTM, wide: WideNgrams):
+        super().__init__()
+        self.cfg = deep.cfg
+        self.deep, self.wide = deep, wide
+        self.combine = nn.Parameter(torch.tensor([1.0, 1.0, 0.0]))
+
+    def logits(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        a, b, c = self.combine[0], self.combine[1], self.combine[2]
+        return a * self.deep.logits(ids, lengths) + b * self.wide(ids, lengths) + c
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.logits(ids, lengths))

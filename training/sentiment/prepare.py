@@ -15,7 +15,8 @@ import numpy as np
 
 from senpos.text.english import tokenize_many
 from senpos.text.vocab import Vocab
-from training.sentiment.data import Review, load_reviews, stratified_split
+from training.sentiment.data import Review, load_reviews
+from training.sentiment.split import group_reviews, grouped_split
 
 log = logging.getLogger(__name__)
 MAX_STORED_TOKENS = 3000  # longer than any IMDB review; truncation itself is a training choice
@@ -25,7 +26,8 @@ MAX_STORED_TOKENS = 3000  # longer than any IMDB review; truncation itself is a 
 class PrepareConfig:
     train: str
     unsup: str | None = None  # unlabelled reviews, used only for word2vec
-    val_fraction: float = 0.1
+    val_fraction: float = 0.1  # the "select" part: epochs, hyperparameters, stacking, temperature
+    report_fraction: float = 0.1  # the "report" part: scored once, for the card's headline
     seed: int = 13
     min_freq: int = 3
     max_vocab: int = 30000
@@ -91,28 +93,34 @@ def _embedding_matrix(vocab: Vocab, index: dict, vectors: np.ndarray, cfg: Prepa
 def prepare(cfg: PrepareConfig, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     reviews = load_reviews(cfg.train)
-    train, val = stratified_split(reviews, cfg.val_fraction, cfg.seed)
-    log.info("%d labelled reviews: %d train, %d validation", len(reviews), len(train), len(val))
+    groups = group_reviews([r.text for r in reviews])
+    fit_i, select_i, report_i = grouped_split([r.label for r in reviews], groups,
+                                              (cfg.val_fraction, cfg.report_fraction), cfg.seed)
+    train, val, report = ([reviews[i] for i in idx] for idx in (fit_i, select_i, report_i))
+    log.info("%d labelled reviews in %d groups: %d fit, %d select, %d report", len(reviews), len(set(groups)),
+             len(train), len(val), len(report))
 
     def tok(rs: list[Review]) -> list[list[str]]:
         return [t[:MAX_STORED_TOKENS] for t in tokenize_many(r.text for r in rs)]
 
-    train_tokens, val_tokens = tok(train), tok(val)
+    train_tokens, val_tokens, report_tokens = tok(train), tok(val), tok(report)
     vocab = Vocab.build(train_tokens, cfg.min_freq, cfg.max_vocab)  # from the training part only
     log.info("vocabulary: %d entries", len(vocab))
     if cfg.vectors:
         embeddings = read_text_vectors(cfg.vectors, vocab, cfg)
     else:
         unsup = tok(load_reviews(cfg.unsup, split="unsup", include_unlabelled=True)) if cfg.unsup else []
-        embeddings = train_word2vec(train_tokens + val_tokens + unsup, cfg, vocab)  # text only, no labels
+        embeddings = train_word2vec(train_tokens + val_tokens + report_tokens + unsup, cfg, vocab)  # no labels
 
     arrays = {}
-    for name, rs, toks in (("train", train, train_tokens), ("val", val, val_tokens)):
+    for name, rs, toks in (("train", train, train_tokens), ("val", val, val_tokens), ("report", report, report_tokens)):
         arrays[f"{name}_ids"], arrays[f"{name}_offsets"] = _pack([vocab.encode(t) for t in toks])
         arrays[f"{name}_labels"] = np.array([r.label for r in rs], dtype=np.int64)
     np.savez_compressed(out_dir / "data.npz", embeddings=embeddings, **arrays)
     vocab.save(out_dir / "vocab.json")
     (out_dir / "prepare.json").write_text(json.dumps(asdict(cfg), indent=2))
+    split = {"fit": fit_i, "select": select_i, "report": report_i}  # line numbers in cfg.train
+    (out_dir / "split.json").write_text(json.dumps(split))
     log.info("wrote %s", out_dir)
 
 
@@ -121,6 +129,7 @@ def load_prepared(prepared_dir: Path) -> dict:
     with np.load(prepared_dir / "data.npz") as z:
         data = {k: z[k] for k in z.files}
     out = {"embeddings": data["embeddings"]}
-    for name in ("train", "val"):
-        out[name] = (unpack(data[f"{name}_ids"], data[f"{name}_offsets"]), data[f"{name}_labels"])
+    for name in ("train", "val", "report"):
+        if f"{name}_ids" in data:
+            out[name] = (unpack(data[f"{name}_ids"], data[f"{name}_offsets"]), data[f"{name}_labels"])
     return out

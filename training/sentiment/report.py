@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from senpos.sentiment import SentimentPredictor
-from training.sentiment.data import load_reviews, stratified_split
-from training.sentiment.evaluate import score
+from training.sentiment.data import Review, load_reviews, stratified_split
+from training.sentiment.evaluate import probe_accuracy, score
+from training.sentiment.split import group_reviews, grouped_split
 
 
 def throughput(predictor: SentimentPredictor, seqs: list[np.ndarray], batch: int, seconds: float = 10.0) -> float:
@@ -31,18 +32,36 @@ def throughput(predictor: SentimentPredictor, seqs: list[np.ndarray], batch: int
     return done / (time.perf_counter() - start)
 
 
+def held_out_parts(model_dir: Path) -> dict[str, list[Review]]:
+    """The parts of train the model never trained on: "validation" (select) and "report" from the split.json
+    that prepare.py wrote (or the grouped split rebuilt from prepare.json), "validation" alone for the
+    older random split."""
+    prep = json.loads((model_dir / "prepare.json").read_text())
+    reviews = load_reviews(prep["train"])
+    if "report_fraction" not in prep:
+        return {"validation": stratified_split(reviews, prep["val_fraction"], prep["seed"])[1]}
+    if (model_dir / "split.json").exists():
+        split = json.loads((model_dir / "split.json").read_text())
+        select, report = split["select"], split["report"]
+    else:
+        groups = group_reviews([r.text for r in reviews])
+        _, select, report = grouped_split([r.label for r in reviews], groups,
+                                          (prep["val_fraction"], prep["report_fraction"]), prep["seed"])
+    return {"validation": [reviews[i] for i in select], "report": [reviews[i] for i in report]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=Path("models/sentiment"))
     parser.add_argument("--seconds", type=float, default=10.0, help="per throughput measurement")
     args = parser.parse_args()
 
-    prep = json.loads((args.model / "prepare.json").read_text())
-    _, val = stratified_split(load_reviews(prep["train"]), prep["val_fraction"], prep["seed"])
     predictor = SentimentPredictor(args.model)
-    seqs = predictor.encode_many([r.text for r in val])
-    probs = predictor.predict_ids(seqs)
-    result = {"validation": score(probs, np.array([r.label for r in val]))}
+    result = {}
+    for name, part in held_out_parts(args.model).items():
+        seqs = predictor.encode_many([r.text for r in part])
+        result[name] = score(predictor.predict_ids(seqs), np.array([r.label for r in part]))
+    result["probes"] = probe_accuracy(args.model)
     rng = np.random.default_rng(0)
     sample = [seqs[i] for i in rng.permutation(len(seqs))]
     result["cpu_throughput_reviews_per_s"] = {

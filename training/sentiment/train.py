@@ -43,6 +43,7 @@ class TrainConfig:
     device: str = "auto"
     max_train: int = 0  # 0 = all; a small number makes a seconds-long smoke run
     time_budget_s: float = 0.0  # 0 = none; otherwise no new epoch starts after this many seconds
+    init: str = ""  # a run directory whose checkpoint.pt starts the weights (e.g. to go on at a lower lr)
 
 
 def collate(seqs: list[np.ndarray], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,6 +82,10 @@ def train(prepared_dir: Path, run_dir: Path, cfg: TrainConfig) -> dict:
                        dropout=cfg.dropout, pooling=cfg.pooling)
     model = SentimentBiLSTM(mcfg)
     model.embedding.weight.data.copy_(emb)
+    if cfg.init:
+        ckpt = torch.load(Path(cfg.init) / "checkpoint.pt", map_location="cpu", weights_only=True)
+        model.load_state_dict(ckpt["state_dict"])
+        log.info("weights from %s", cfg.init)
     model.to(device)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("device %s, %d parameters, %d train / %d val reviews", device, n_params, len(train_x), len(val_x))
