@@ -1,4 +1,5 @@
-"""POS tagger predictor: text -> jieba words (corpus dictionary) -> ONNX BiLSTM tags; onnxruntime only."""
+"""POS tagger predictor: text -> jieba words (corpus dictionary), corrected by a character model when the model
+directory ships one -> ONNX BiLSTM tags; onnxruntime only."""
 
 from __future__ import annotations
 
@@ -12,12 +13,21 @@ import numpy as np
 
 from senpos.pos_tags import to_upos
 from senpos.runtime import ModelLoadError, make_session, measure_cost, plan_batches, require_files
-from senpos.text.chinese import Lexicon, Segmenter, char_keys, word_key, word_offsets
+from senpos.text.chinese import (
+    Lexicon,
+    Segmenter,
+    boundary_features,
+    char_keys,
+    spans_from_starts,
+    word_key,
+    word_offsets,
+)
 from senpos.text.vocab import Vocab
 from senpos.viterbi import TagBigrams
 
 Encoded = tuple[np.ndarray, list[np.ndarray], np.ndarray]  # word ids, char ids per word, lexicon ids
 FILES = ("model.onnx", "words.json", "chars.json", "tags.json", "lexicon_tags.json", "jieba_dict.txt", "config.json")
+CORRECTOR_FILES = ("segmenter.onnx", "seg_chars.json", "seg_bigrams.json")
 
 
 @dataclass
@@ -48,6 +58,54 @@ def windows(n: int, size: int, context: int) -> list[tuple[int, int, int, int]]:
         end = min(n, start + size)
         out.append((start, end, keep_from, keep_to))
     return out
+
+
+class BoundaryCorrector:
+    """The character model that corrects jieba's words (training/pos/segmenter.py): for each character of a text,
+    from its key, the bigram ending at it and its place in jieba's word, whether a word begins there.
+    Texts longer than `max_chars` are read in overlapping windows (`context` characters each side)."""
+
+    def __init__(self, model_dir: Path, threads: int = 0, provider: str | None = None, max_batch: int = 64,
+                 max_chars: int = 300, context: int = 30):
+        require_files(model_dir, CORRECTOR_FILES)
+        try:
+            self.chars = Vocab.load(model_dir / "seg_chars.json")
+            self.bigrams = Vocab.load(model_dir / "seg_bigrams.json")
+        except ValueError as e:
+            raise ModelLoadError(str(e)) from e
+        self.session = make_session(model_dir / "segmenter.onnx", threads=threads, want=provider)
+        if self.session.get_modelmeta().custom_metadata_map.get("vocab_sha256") != vocab_digest(self.chars,
+                                                                                               self.bigrams):
+            raise ModelLoadError(f"{model_dir}: seg_chars.json/seg_bigrams.json do not match segmenter.onnx")
+        self.max_batch, self.max_chars, self.context = max_batch, max_chars, context
+        self.cost = measure_cost(lambda n, length: self._run(*(np.ones((n, length), dtype=np.int64),) * 3,
+                                                             np.full(n, length, dtype=np.int64)), max_batch)
+
+    def _run(self, chars: np.ndarray, bigrams: np.ndarray, places: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {"chars": chars, "bigrams": bigrams, "places": places, "lengths": lengths})[0]
+
+    def correct(self, texts: Sequence[str], jieba_spans: Sequence[list[tuple[int, int]]]
+                ) -> list[list[tuple[int, int]]]:
+        """Word spans of each text, from jieba's spans and the model; whitespace is never part of a word."""
+        encoded = []
+        for text, spans in zip(texts, jieba_spans, strict=True):
+            keys, bigrams, places = boundary_features(text, spans)
+            encoded.append((self.chars.encode(keys), self.bigrams.encode(bigrams), places))
+        pieces = [(s, *win) for s, (c, *_) in enumerate(encoded) if c
+                  for win in windows(len(c), self.max_chars, self.context)]
+        starts = [np.zeros(len(text), dtype=bool) for text in texts]
+        for batch in plan_batches([p[2] - p[1] for p in pieces], self.max_batch, self.cost):
+            lengths = np.array([pieces[i][2] - pieces[i][1] for i in batch], dtype=np.int64)
+            arrays = np.zeros((3, len(batch), int(lengths.max())), dtype=np.int64)
+            for row, i in enumerate(batch):
+                s, start, end, _, _ = pieces[i]
+                for k in range(3):
+                    arrays[k, row, : end - start] = encoded[s][k][start:end]
+            scores = self._run(arrays[0], arrays[1], arrays[2], lengths)
+            for row, i in enumerate(batch):
+                s, start, _, keep_from, keep_to = pieces[i]
+                starts[s][keep_from:keep_to] = scores[row, keep_from - start : keep_to - start] > 0
+        return [spans_from_starts(text, st) for text, st in zip(texts, starts, strict=True)]
 
 
 class PosTagger:
@@ -91,6 +149,8 @@ class PosTagger:
                                        conventions=bool(seg["conventions"]))
         except Exception as e:  # jieba raises plain ValueErrors on malformed dictionary lines
             raise ModelLoadError(f"{self.model_dir / 'jieba_dict.txt'}: cannot load ({e})") from e
+        self.corrector = (BoundaryCorrector(self.model_dir, threads=threads, provider=provider, max_batch=max_batch)
+                          if seg.get("corrector") else None)
         self.max_batch = max_batch
         self.provider = self.session.get_providers()[0]
         self.cost = measure_cost(lambda n, length: self._run(
@@ -101,13 +161,27 @@ class PosTagger:
         feeds = {"words": words, "chars": chars, "lex": lex, "lengths": lengths}
         return self.session.run(None, {k: feeds[k] for k in self.inputs})[0]
 
+    def segment_texts(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
+        """Word spans of raw texts: jieba's, corrected by the character model when there is one."""
+        spans = [self.segmenter.spans(t) for t in texts]
+        return self.corrector.correct(texts, spans) if self.corrector and texts else spans
+
+    def segment_many(self, items: Sequence[str | Sequence[str]]) -> list[tuple[list[str], list[tuple[int, int]]]]:
+        """Raw texts are segmented (together); word lists are kept exactly, offsets into their concatenation."""
+        raw = [i for i, item in enumerate(items) if isinstance(item, str)]
+        spans = dict(zip(raw, self.segment_texts([items[i] for i in raw]), strict=True))
+        out = []
+        for i, item in enumerate(items):
+            if i in spans:
+                out.append(([item[a:b] for a, b in spans[i]], spans[i]))
+            else:
+                words = list(item)
+                out.append((words, word_offsets(words)))
+        return out
+
     def segment(self, item: str | Sequence[str]) -> tuple[list[str], list[tuple[int, int]]]:
         """A raw text is segmented; a word list is kept exactly, offsets into its concatenation."""
-        if isinstance(item, str):
-            spans = self.segmenter.spans(item)
-            return [item[a:b] for a, b in spans], spans
-        words = list(item)
-        return words, word_offsets(words)
+        return self.segment_many([item])[0]
 
     def encode(self, words: Sequence[str]) -> Encoded:
         """Words -> (word ids, character ids per word, lexicon ids): the tagger's CPU-side preprocessing."""
@@ -150,6 +224,6 @@ class PosTagger:
 
     def tag(self, items: Sequence[str | Sequence[str]]) -> list[Tagged]:
         """Words, PFR tags and offsets for each text (or word list), in order."""
-        segmented = [self.segment(item) for item in items]
+        segmented = self.segment_many(items)
         tags = self.tag_encoded([self.encode(words) for words, _ in segmented])
         return [Tagged(words, t, offsets) for (words, offsets), t in zip(segmented, tags, strict=True)]

@@ -14,6 +14,7 @@ DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / 
 
 def main(argv: list[str] | None = None) -> None:
     from training.pos.prepare import PrepareConfig
+    from training.pos.segmenter import SegmenterConfig
     from training.pos.train import TrainConfig
 
     parser = argparse.ArgumentParser(prog="python -m training.pos", description=__doc__)
@@ -30,6 +31,16 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--run", type=Path, default=Path("runs/pos/run"))
     add_dataclass_args(t, TrainConfig)
 
+    g = sub.add_parser("segmenter", help="train the character model that corrects jieba's segmentation")
+    g.add_argument("--run", type=Path, default=Path("runs/pos/segmenter"))
+    add_dataclass_args(g, SegmenterConfig, skip=("train", "dev"))
+    g.add_argument("--train", default=str(DEFAULT_DATA / "train.jsonl.gz"))
+    g.add_argument("--dev", default=str(DEFAULT_DATA / "dev.jsonl.gz"))
+
+    x = sub.add_parser("export-segmenter", help="add a trained segmentation corrector to a model directory")
+    x.add_argument("--run", type=Path, default=Path("runs/pos/segmenter"))
+    x.add_argument("--out", type=Path, default=Path("models/pos"))
+
     e = sub.add_parser("export", help="export a checkpoint to ONNX (with a parity check) as a model directory")
     e.add_argument("--prepared", type=Path, default=Path("runs/pos/prepared"))
     e.add_argument("--run", type=Path, default=Path("runs/pos/run"))
@@ -40,6 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     v.add_argument("--model", type=Path, default=Path("models/pos"))
     v.add_argument("--baseline", action="store_true", help="also score jieba.posseg and compare throughput")
     v.add_argument("--out", type=Path, help="write the result JSON here too")
+    v.add_argument("--threads", type=int, default=1, help="onnxruntime threads (1: one core, as jieba uses)")
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -52,6 +64,15 @@ def main(argv: list[str] | None = None) -> None:
 
         metrics = train(args.prepared, args.run, pick(args, TrainConfig))
         print(json.dumps({k: metrics[k] for k in ("dev_token_accuracy", "best_epoch", "parameters")}))
+    elif args.command == "segmenter":
+        from training.pos.segmenter import train_segmenter
+
+        metrics = train_segmenter(pick(args, SegmenterConfig), args.run)
+        print(json.dumps({k: metrics[k] for k in ("dev_seg_f1", "jieba_dev_seg_f1", "parameters")}))
+    elif args.command == "export-segmenter":
+        from training.pos.segmenter import export_segmenter
+
+        export_segmenter(args.run, args.out)
     elif args.command == "export":
         from training.pos.export import export
 
@@ -59,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "evaluate":
         from training.pos.evaluate import evaluate_file
 
-        result = evaluate_file(args.data, args.model, baseline=args.baseline)
+        result = evaluate_file(args.data, args.model, baseline=args.baseline, threads=args.threads)
         if args.out:
             args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False))
         print(json.dumps(result, indent=2, ensure_ascii=False))
