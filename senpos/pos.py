@@ -27,6 +27,7 @@ from senpos.viterbi import TagBigrams
 
 Encoded = tuple[np.ndarray, list[np.ndarray], np.ndarray]  # word ids, char ids per word, lexicon ids
 FILES = ("model.onnx", "words.json", "chars.json", "tags.json", "lexicon_tags.json", "jieba_dict.txt", "config.json")
+WORD_CACHE = 200_000  # words whose encoding PosTagger remembers (a few tens of MB at most)
 CORRECTOR_FILES = ("segmenter.onnx", "seg_chars.json", "seg_bigrams.json")
 
 
@@ -111,7 +112,8 @@ class BoundaryCorrector:
 class PosTagger:
     """Load `model_dir` and tag raw texts (segmented here) or pre-segmented word lists (kept as given)."""
 
-    def __init__(self, model_dir: str | Path, threads: int = 0, provider: str | None = None, max_batch: int = 64):
+    def __init__(self, model_dir: str | Path, threads: int = 0, provider: str | None = None, max_batch: int = 64,
+                 word_cache: int = WORD_CACHE):
         self.model_dir = Path(model_dir)
         require_files(self.model_dir, FILES)
         try:
@@ -152,6 +154,8 @@ class PosTagger:
         self.corrector = (BoundaryCorrector(self.model_dir, threads=threads, provider=provider, max_batch=max_batch)
                           if seg.get("corrector") else None)
         self.max_batch = max_batch
+        self._word_cache: dict[str, tuple[int, np.ndarray, int]] = {}
+        self.word_cache = word_cache
         self.provider = self.session.get_providers()[0]
         self.cost = measure_cost(lambda n, length: self._run(
             np.ones((n, length), dtype=np.int64), np.ones((n, length, 2), dtype=np.int64),
@@ -183,12 +187,23 @@ class PosTagger:
         """A raw text is segmented; a word list is kept exactly, offsets into its concatenation."""
         return self.segment_many([item])[0]
 
+    def encode_word(self, word: str) -> tuple[int, np.ndarray, int]:
+        """(word id, character ids, lexicon id) of one word, remembered: most words of a text are frequent ones,
+        so most words cost one dictionary lookup. At most `word_cache` words are kept (the first ones seen)."""
+        hit = self._word_cache.get(word)
+        if hit is None:
+            key = word_key(word)
+            hit = (self.words.stoi.get(key, 1), np.asarray(self.chars.encode(char_keys(word)) or [1], dtype=np.int64),
+                   self.lexicon.ids.get(key, 0) if self.lexicon else 0)
+            if len(self._word_cache) < self.word_cache:
+                self._word_cache[word] = hit
+        return hit
+
     def encode(self, words: Sequence[str]) -> Encoded:
         """Words -> (word ids, character ids per word, lexicon ids): the tagger's CPU-side preprocessing."""
-        lex = self.lexicon.encode(words) if self.lexicon else [0] * len(words)
-        return (np.asarray(self.words.encode(word_key(w) for w in words), dtype=np.int64),
-                [np.asarray(self.chars.encode(char_keys(w)) or [1], dtype=np.int64) for w in words],
-                np.asarray(lex, dtype=np.int64))
+        encoded = [self.encode_word(w) for w in words]
+        return (np.fromiter((e[0] for e in encoded), dtype=np.int64, count=len(encoded)), [e[1] for e in encoded],
+                np.fromiter((e[2] for e in encoded), dtype=np.int64, count=len(encoded)))
 
     def scores_encoded(self, encoded: Sequence[Encoded]) -> list[np.ndarray]:
         """Tag scores (words x tags) for encoded sentences, in order; long ones are windowed, and the windows

@@ -3,6 +3,7 @@ batch invariance, export parity, a seconds-long training run, start-up errors; t
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -42,7 +43,7 @@ def corrected_model(tmp_path_factory):
     cli(["segmenter", "--train", data, "--dev", data, "--run", str(root / "seg"), "--folds", "2", "--epochs", "2",
          "--hidden", "8", "--char-dim", "4", "--bigram-dim", "4", "--place-dim", "2", "--min-char-freq", "1",
          "--min-bigram-freq", "1", "--max-chars", "10", "--batch-size", "4"])
-    cli(["export-segmenter", "--run", str(root / "seg"), "--out", str(root / "model")])
+    cli(["export-segmenter", "--run", str(root / "seg"), "--out", str(root / "model"), "--min-bigram-count", "1"])
     return root
 
 
@@ -50,6 +51,7 @@ def test_corrector_segments_and_keeps_offsets(corrected_model):
     model = corrected_model / "model"
     config = json.loads((model / "config.json").read_text())
     assert config["segmentation"]["corrector"]["parity_max_abs_diff"] <= 1e-4
+    assert config["segmentation"]["corrector"]["bigrams"]["table"].startswith("int8")
     tagger = PosTagger(model, max_batch=3)
     assert tagger.corrector is not None
     text = " 我们在北京工作。" * 40  # longer than one 300-character window
@@ -84,3 +86,22 @@ def test_distilled_student_trains_from_a_teacher_directory(corrected_model):
          "--char-filters", "8", "--batch-size", "4", "--max-words", "6", "--teacher", str(root / "model")])
     metrics = json.loads((root / "student" / "metrics.json").read_text())
     assert metrics["config"]["teacher"] == str(root / "model") and 0 <= metrics["dev_token_accuracy"] <= 1
+
+
+CANDIDATE = Path(__file__).resolve().parents[1] / "models" / "pos_corrected"
+
+
+@pytest.mark.skipif(not CANDIDATE.is_dir(), reason="no models/pos_corrected")
+def test_corrected_candidate_follows_the_corpus_conventions():
+    tagger = PosTagger(CANDIDATE)
+    (r,) = tagger.tag(["国家主席江泽民发表１９９８年新年讲话。"])
+    pairs = list(zip(r.words, r.tags, strict=True))
+    assert ("江", "nr") in pairs and ("泽民", "nr") in pairs  # surname + given name
+    assert "１９９８年" in r.words  # a date is one word
+    (r,) = tagger.tag([["他", "在", "北京", "工作", "。"]])
+    assert r.words == ["他", "在", "北京", "工作", "。"] and r.tags == ["r", "p", "ns", "v", "w"]
+    item = "江泽民发表新年讲话。"
+    assert tagger.tag([item])[0] == tagger.tag(["中国经济发展迅速。" * 30, item, ["好"]])[1]
+    evaluation = json.loads((CANDIDATE / "evaluation.json").read_text())
+    assert evaluation["end_to_end"]["segmentation_f1"] >= 0.955 and evaluation["end_to_end"]["seg_pos_f1"] >= 0.925
+    assert sum(f.stat().st_size for f in CANDIDATE.iterdir()) < 30 * 2**20

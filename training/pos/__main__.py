@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> None:
     x = sub.add_parser("export-segmenter", help="add a trained segmentation corrector to a model directory")
     x.add_argument("--run", type=Path, default=Path("runs/pos/segmenter"))
     x.add_argument("--out", type=Path, default=Path("models/pos"))
+    x.add_argument("--min-bigram-count", type=int, default=0,
+                   help="keep only bigrams seen this often in training, in an int8 table (0: all, float32)")
 
     e = sub.add_parser("export", help="export a checkpoint to ONNX (with a parity check) as a model directory")
     e.add_argument("--prepared", type=Path, default=Path("runs/pos/prepared"))
@@ -52,6 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     v.add_argument("--baseline", action="store_true", help="also score jieba.posseg and compare throughput")
     v.add_argument("--out", type=Path, help="write the result JSON here too")
     v.add_argument("--threads", type=int, default=1, help="onnxruntime threads (1: one core, as jieba uses)")
+    v.add_argument("--segmentation-only", action="store_true", help="only the segmentation F1 (quick)")
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -72,14 +75,18 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "export-segmenter":
         from training.pos.segmenter import export_segmenter
 
-        export_segmenter(args.run, args.out)
+        export_segmenter(args.run, args.out, args.min_bigram_count)
     elif args.command == "export":
         from training.pos.export import export
 
         export(args.run, args.prepared, args.out)
     elif args.command == "evaluate":
-        from training.pos.evaluate import evaluate_file
+        from training.pos.evaluate import evaluate_file, segmentation_f1
 
+        if args.segmentation_only:
+            print(json.dumps({"data": args.data, "model": str(args.model),
+                              "segmentation_f1": segmentation_f1(args.data, args.model)}))
+            return
         result = evaluate_file(args.data, args.model, baseline=args.baseline, threads=args.threads)
         if args.out:
             args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False))

@@ -77,6 +77,14 @@ def segmentation_study(sentences: list[Sentence], corpus_dict: Path) -> dict[str
     return out
 
 
+def segmentation_f1(data: str | Path, model_dir: str | Path) -> float:
+    """Segmentation F1 of a model directory's segmenter alone (jieba, and its corrector when it ships one)."""
+    sentences = load_sentences(data)
+    tagger = PosTagger(model_dir, threads=1)
+    pred = tagger.segment_texts(["".join(s.words) for s in sentences])
+    return span_f1([set(word_offsets(list(s.words))) for s in sentences], [set(p) for p in pred])
+
+
 def evaluate_file(data: str | Path, model_dir: str | Path, baseline: bool = False, threads: int = 1) -> dict:
     """Dev figures of `model_dir`; throughput on `threads` onnxruntime threads (1: one core, like jieba)."""
     sentences = [Sentence(s.words, tuple(CORPUS_ERRATA.get(t, t) for t in s.tags)) for s in load_sentences(data)]

@@ -19,6 +19,7 @@ import shutil
 import tempfile
 import time
 import warnings
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -66,6 +67,7 @@ class SegmenterConfig:
     threads: int = 2
     max_train: int = 0
     time_budget_s: float = 0.0
+    init_from: str = ""  # a segmenter.pt to continue from (same data, so the same vocabularies), at a lower lr say
 
 
 Example = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # char ids, bigram ids, jieba places, starts
@@ -167,6 +169,8 @@ def train_segmenter(cfg: SegmenterConfig, run_dir: Path) -> dict:
                           encoder=cfg.encoder, hidden=cfg.hidden, layers=cfg.layers, width=cfg.width,
                           dropout=cfg.dropout)
     model = BoundaryModel(mcfg)
+    if cfg.init_from:
+        model.load_state_dict(torch.load(cfg.init_from, map_location="cpu", weights_only=True)["state_dict"])
     n_params = sum(p.numel() for p in model.parameters())
     log.info("%d parameters, %d train windows, %d dev sentences", n_params, len(train_ex), len(dev_ex))
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -233,10 +237,42 @@ def _random_batch(rng: np.random.Generator, cfg: BoundaryConfig, lengths: list[i
     return (*arrays, np.asarray(lengths, np.int64))
 
 
-def export_segmenter(run_dir: Path, out_dir: Path) -> float:
-    """segmenter.onnx + seg_chars.json + seg_bigrams.json into a model directory; returns the parity (max abs diff)."""
+class Int8Embedding(nn.Module):
+    """An embedding table stored as int8 with a float scale per row (a quarter of float32's size), looked up and
+    widened. The PyTorch model gets the same rounding, so the parity check stays exact."""
+
+    def __init__(self, weight: torch.Tensor):
+        super().__init__()
+        scale = weight.detach().abs().max(dim=1).values.clamp(min=1e-12) / 127
+        self.register_buffer("table", torch.round(weight.detach() / scale[:, None]).to(torch.int8))
+        self.register_buffer("scale", scale)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.table[ids].float() * self.scale[ids].unsqueeze(-1)
+
+
+def shrink_bigrams(model: BoundaryModel, bigrams: Vocab, train: str, min_count: int) -> Vocab:
+    """Keep the bigrams seen at least `min_count` times in `train` (the rest read as <unk>, which the model learnt
+    from the bigrams too rare for its vocabulary), and store their table as int8: the directory stays small."""
+    counts: Counter[str] = Counter()
+    for s in load_sentences(train):
+        counts.update(boundary_features("".join(s.words), [])[1])
+    keep = [i for i, b in enumerate(bigrams.itos) if i < 2 or counts[b] >= min_count]
+    weight = model.bigram_embedding.weight.detach()[keep]
+    model.bigram_embedding = Int8Embedding(weight)
+    model.cfg.n_bigrams = len(keep)
+    log.info("bigrams: %d of %d kept (seen >= %d times), int8 table", len(keep), len(bigrams), min_count)
+    return Vocab([bigrams.itos[i] for i in keep])
+
+
+def export_segmenter(run_dir: Path, out_dir: Path, min_bigram_count: int = 0) -> float:
+    """segmenter.onnx + seg_chars.json + seg_bigrams.json into a model directory; returns the parity (max abs diff).
+    min_bigram_count > 0: keep only bigrams seen that often in training, in an int8 table (shrink_bigrams)."""
     model = load_segmenter(run_dir)
     chars, bigrams = Vocab.load(run_dir / "seg_chars.json"), Vocab.load(run_dir / "seg_bigrams.json")
+    ckpt = torch.load(run_dir / "segmenter.pt", map_location="cpu", weights_only=True)
+    if min_bigram_count:
+        bigrams = shrink_bigrams(model, bigrams, ckpt["config"]["train"], min_bigram_count)
     path = out_dir / "segmenter.onnx"
     example = tuple(map(torch.from_numpy, _random_batch(np.random.default_rng(0), model.cfg, [5, 2])))
     with warnings.catch_warnings():
@@ -265,10 +301,11 @@ def export_segmenter(run_dir: Path, out_dir: Path) -> float:
     bigrams.save(out_dir / "seg_bigrams.json")
     config_path = out_dir / "config.json"  # the tagger's config says a corrector ships and how it was made
     config = json.loads(config_path.read_text())
-    ckpt = torch.load(run_dir / "segmenter.pt", map_location="cpu", weights_only=True)
     config["segmentation"]["corrector"] = {
-        "files": ["segmenter.onnx", "seg_chars.json", "seg_bigrams.json"], "model": ckpt["model_config"],
+        "files": ["segmenter.onnx", "seg_chars.json", "seg_bigrams.json"], "model": asdict(model.cfg),
         "train_config": ckpt["config"], "parity_max_abs_diff": worst,
+        "bigrams": {"min_count": min_bigram_count, "kept": len(bigrams), "table": "int8, a scale per row"}
+        if min_bigram_count else {"kept": len(bigrams), "table": "float32"},
         "onnx": {"inputs": ["chars (batch, time) int64", "bigrams (batch, time) int64", "places (batch, time) int64",
                             "lengths (batch,) int64"], "output": "starts (batch, time): > 0 where a word begins"}}
     config_path.write_text(json.dumps(config, indent=2))

@@ -5,8 +5,10 @@ texts in turn, `repeats` times, interleaved, and the best pass of each counts. M
 - jieba.posseg (default dictionary), the tool a user would pick by default;
 - each model directory's whole pipeline (`PosTagger.tag` on raw texts, in batches of `batch` texts),
   its segmentation alone (jieba + corrector) and its tagger alone (encoded words -> tags).
+  `DIR@nocache` loads DIR without PosTagger's word cache, as the tagger ran before it had one; with it, each
+  pass starts with an empty cache (no credit for words seen in an earlier pass).
 
-    python -m training.pos.speed models/pos runs/pos/candidate --sentences 1500 --repeats 3
+    python -m training.pos.speed models/pos@nocache runs/pos/candidate --sentences 1500 --repeats 3
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from senpos.pos import PosTagger
+from senpos.pos import WORD_CACHE, PosTagger
 from training.pos.data import load_sentences
 
 DEFAULT_DEV = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "zh_pos" / "pfr1998_01" / "dev.jsonl.gz"
@@ -35,10 +37,11 @@ def measure(model_dirs: list[Path], texts: list[str], repeats: int = 3, batch: i
     posseg.tokenizer.initialize()
     runs: dict[str, Callable[[], object]] = {"jieba_posseg": lambda: [list(posseg.cut(t)) for t in texts]}
     for d in model_dirs:
-        tagger = PosTagger(d, threads=1)
+        path, _, option = str(d).partition("@")
+        tagger = PosTagger(path, threads=1, word_cache=0 if option == "nocache" else WORD_CACHE)
         words = [w for w, _ in tagger.segment_many(texts)]
         encoded = [tagger.encode(w) for w in words]
-        runs[f"{d}:pipeline"] = lambda t=tagger: [t.tag(c) for c in _chunks(texts, batch)]
+        runs[f"{d}:pipeline"] = lambda t=tagger: (t._word_cache.clear(), [t.tag(c) for c in _chunks(texts, batch)])
         runs[f"{d}:segmentation"] = lambda t=tagger: [t.segment_many(c) for c in _chunks(texts, batch)]
         runs[f"{d}:tagger_alone"] = lambda t=tagger, e=encoded: [t.tag_encoded(c) for c in _chunks(e, batch)]
     best = {name: float("inf") for name in runs}

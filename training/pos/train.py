@@ -50,6 +50,8 @@ class TrainConfig:
     # targets, and its embeddings (words, character CNN, lexicon) initialise the student's
     distill: float = 0.7  # with a teacher: loss = (1 - distill) * cross-entropy + distill * T^2 * KL(teacher||student)
     temperature: float = 2.0
+    freeze_embeddings: bool = False  # keep the (teacher's) word, character and lexicon embeddings fixed: fewer
+    # parameters to update per step, the BiLSTM learns on features already fine-tuned
     threads: int = 0  # torch threads (0: torch's default)
 
 
@@ -178,10 +180,14 @@ def train(prepared_dir: Path, run_dir: Path, cfg: TrainConfig) -> dict:
         log.info("initialised from the teacher: %s", ", ".join(init_from_teacher(model, Path(cfg.teacher))))
         soft = teacher_scores(Path(cfg.teacher), train_set)
         log.info("teacher scores for %d windows", len(soft))
+    if cfg.freeze_embeddings:
+        for module in (model.word_embedding, model.chars, model.lex_embedding):
+            if module is not None:
+                module.requires_grad_(False)
     model.to(device)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("device %s, %d parameters, %d train / %d dev windows", device, n_params, len(train_set), len(dev_set))
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     loss_fn = nn.CrossEntropyLoss(ignore_index=-100)
     rng = random.Random(cfg.seed)
     history, best, bad, started = [], -1.0, 0, time.time()
