@@ -1,4 +1,5 @@
-"""POS tagger predictor: text -> jieba words (corpus dictionary) -> ONNX BiLSTM tags; onnxruntime only."""
+"""POS tagger predictor: text -> jieba words (corpus dictionary), corrected by a character model when the model
+directory ships one -> ONNX BiLSTM tags; onnxruntime only."""
 
 from __future__ import annotations
 
@@ -13,13 +14,24 @@ import numpy as np
 
 from senpos.pos_tags import to_upos
 from senpos.runtime import ModelLoadError, make_session, measure_cost, plan_batches, require_files
-from senpos.text.chinese import MAX_WORD_CHARS, Lexicon, Segmenter, char_keys, word_key, word_offsets
+from senpos.text.chinese import (
+    MAX_WORD_CHARS,
+    Lexicon,
+    Segmenter,
+    boundary_features,
+    char_keys,
+    spans_from_starts,
+    word_key,
+    word_offsets,
+)
 from senpos.text.vocab import Vocab
 from senpos.viterbi import TagBigrams
 
 Encoded = tuple[np.ndarray, list[np.ndarray], np.ndarray]  # word ids, char ids per word, lexicon ids
 Piece = tuple[np.ndarray, np.ndarray, np.ndarray]  # word ids [n], char ids [n, width], lexicon ids [n]
 FILES = ("model.onnx", "words.json", "chars.json", "tags.json", "lexicon_tags.json", "jieba_dict.txt", "config.json")
+WORD_CACHE = 200_000  # words whose encoding PosTagger remembers (a few tens of MB at most)
+CORRECTOR_FILES = ("segmenter.onnx", "seg_chars.json", "seg_bigrams.json")
 
 
 @dataclass
@@ -68,10 +80,59 @@ def stitch(cut: Sequence[Cut], scores: Sequence[np.ndarray], tags: int) -> list[
     return out
 
 
+class BoundaryCorrector:
+    """The character model that corrects jieba's words (training/pos/segmenter.py): for each character of a text,
+    from its key, the bigram ending at it and its place in jieba's word, whether a word begins there.
+    Texts longer than `max_chars` are read in overlapping windows (`context` characters each side)."""
+
+    def __init__(self, model_dir: Path, threads: int = 0, provider: str | None = None, max_batch: int = 64,
+                 max_chars: int = 300, context: int = 30):
+        require_files(model_dir, CORRECTOR_FILES)
+        try:
+            self.chars = Vocab.load(model_dir / "seg_chars.json")
+            self.bigrams = Vocab.load(model_dir / "seg_bigrams.json")
+        except ValueError as e:
+            raise ModelLoadError(str(e)) from e
+        self.session = make_session(model_dir / "segmenter.onnx", threads=threads, want=provider)
+        if self.session.get_modelmeta().custom_metadata_map.get("vocab_sha256") != vocab_digest(self.chars,
+                                                                                               self.bigrams):
+            raise ModelLoadError(f"{model_dir}: seg_chars.json/seg_bigrams.json do not match segmenter.onnx")
+        self.max_batch, self.max_chars, self.context = max_batch, max_chars, context
+        self.cost = measure_cost(lambda n, length: self._run(*(np.ones((n, length), dtype=np.int64),) * 3,
+                                                             np.full(n, length, dtype=np.int64)), max_batch)
+
+    def _run(self, chars: np.ndarray, bigrams: np.ndarray, places: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {"chars": chars, "bigrams": bigrams, "places": places, "lengths": lengths})[0]
+
+    def correct(self, texts: Sequence[str], jieba_spans: Sequence[list[tuple[int, int]]]
+                ) -> list[list[tuple[int, int]]]:
+        """Word spans of each text, from jieba's spans and the model; whitespace is never part of a word."""
+        encoded = []
+        for text, spans in zip(texts, jieba_spans, strict=True):
+            keys, bigrams, places = boundary_features(text, spans)
+            encoded.append((self.chars.encode(keys), self.bigrams.encode(bigrams), places))
+        pieces = [(s, *win) for s, (c, *_) in enumerate(encoded) if c
+                  for win in windows(len(c), self.max_chars, self.context)]
+        starts = [np.zeros(len(text), dtype=bool) for text in texts]
+        for batch in plan_batches([p[2] - p[1] for p in pieces], self.max_batch, self.cost):
+            lengths = np.array([pieces[i][2] - pieces[i][1] for i in batch], dtype=np.int64)
+            arrays = np.zeros((3, len(batch), int(lengths.max())), dtype=np.int64)
+            for row, i in enumerate(batch):
+                s, start, end, _, _ = pieces[i]
+                for k in range(3):
+                    arrays[k, row, : end - start] = encoded[s][k][start:end]
+            scores = self._run(arrays[0], arrays[1], arrays[2], lengths)
+            for row, i in enumerate(batch):
+                s, start, _, keep_from, keep_to = pieces[i]
+                starts[s][keep_from:keep_to] = scores[row, keep_from - start : keep_to - start] > 0
+        return [spans_from_starts(text, st) for text, st in zip(texts, starts, strict=True)]
+
+
 class PosTagger:
     """Load `model_dir` and tag raw texts (segmented here) or pre-segmented word lists (kept as given)."""
 
-    def __init__(self, model_dir: str | Path, threads: int = 0, provider: str | None = None, max_batch: int = 64):
+    def __init__(self, model_dir: str | Path, threads: int = 0, provider: str | None = None, max_batch: int = 64,
+                 word_cache: int = WORD_CACHE):
         self.model_dir = Path(model_dir)
         require_files(self.model_dir, FILES)
         try:
@@ -109,7 +170,11 @@ class PosTagger:
                                        conventions=bool(seg["conventions"]))
         except Exception as e:  # jieba raises plain ValueErrors on malformed dictionary lines
             raise ModelLoadError(f"{self.model_dir / 'jieba_dict.txt'}: cannot load ({e})") from e
+        self.corrector = (BoundaryCorrector(self.model_dir, threads=threads, provider=provider, max_batch=max_batch)
+                          if seg.get("corrector") else None)
         self.max_batch = max_batch
+        self._word_cache: dict[str, tuple[int, np.ndarray, int]] = {}
+        self.word_cache = word_cache
         self.provider = self.session.get_providers()[0]
         self.cost = measure_cost(lambda n, length: self._dummy_run(n, length, 2), max_batch)
         self.width_cost = self._measure_width_cost()
@@ -140,20 +205,45 @@ class PosTagger:
         feeds = {"words": words, "chars": chars, "lex": lex, "lengths": lengths}
         return self.session.run(None, {k: feeds[k] for k in self.inputs})[0]
 
+    def segment_texts(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
+        """Word spans of raw texts: jieba's, corrected by the character model when there is one."""
+        spans = [self.segmenter.spans(t) for t in texts]
+        return self.corrector.correct(texts, spans) if self.corrector and texts else spans
+
+    def segment_many(self, items: Sequence[str | Sequence[str]]) -> list[tuple[list[str], list[tuple[int, int]]]]:
+        """Raw texts are segmented (together); word lists are kept exactly, offsets into their concatenation."""
+        raw = [i for i, item in enumerate(items) if isinstance(item, str)]
+        spans = dict(zip(raw, self.segment_texts([items[i] for i in raw]), strict=True))
+        out = []
+        for i, item in enumerate(items):
+            if i in spans:
+                out.append(([item[a:b] for a, b in spans[i]], spans[i]))
+            else:
+                words = list(item)
+                out.append((words, word_offsets(words)))
+        return out
+
     def segment(self, item: str | Sequence[str]) -> tuple[list[str], list[tuple[int, int]]]:
         """A raw text is segmented; a word list is kept exactly, offsets into its concatenation."""
-        if isinstance(item, str):
-            spans = self.segmenter.spans(item)
-            return [item[a:b] for a, b in spans], spans
-        words = list(item)
-        return words, word_offsets(words)
+        return self.segment_many([item])[0]
+
+    def encode_word(self, word: str) -> tuple[int, np.ndarray, int]:
+        """(word id, character ids, lexicon id) of one word, remembered: most words of a text are frequent ones,
+        so most words cost one dictionary lookup. At most `word_cache` words are kept (the first ones seen)."""
+        hit = self._word_cache.get(word)
+        if hit is None:
+            key = word_key(word)
+            hit = (self.words.stoi.get(key, 1), np.asarray(self.chars.encode(char_keys(word)) or [1], dtype=np.int64),
+                   self.lexicon.ids.get(key, 0) if self.lexicon else 0)
+            if len(self._word_cache) < self.word_cache:
+                self._word_cache[word] = hit
+        return hit
 
     def encode(self, words: Sequence[str]) -> Encoded:
         """Words -> (word ids, character ids per word, lexicon ids): the tagger's CPU-side preprocessing."""
-        lex = self.lexicon.encode(words) if self.lexicon else [0] * len(words)
-        return (np.asarray(self.words.encode(word_key(w) for w in words), dtype=np.int64),
-                [np.asarray(self.chars.encode(char_keys(w)) or [1], dtype=np.int64) for w in words],
-                np.asarray(lex, dtype=np.int64))
+        encoded = [self.encode_word(w) for w in words]
+        return (np.fromiter((e[0] for e in encoded), dtype=np.int64, count=len(encoded)), [e[1] for e in encoded],
+                np.fromiter((e[2] for e in encoded), dtype=np.int64, count=len(encoded)))
 
     def pieces(self, encoded: Encoded) -> list[tuple[Piece, int, int]]:
         """Cut one encoded sentence into model inputs of at most `max_words` words (windows with context):
@@ -213,6 +303,6 @@ class PosTagger:
 
     def tag(self, items: Sequence[str | Sequence[str]]) -> list[Tagged]:
         """Words, PFR tags and offsets for each text (or word list), in order."""
-        segmented = [self.segment(item) for item in items]
+        segmented = self.segment_many(items)
         tags = self.tag_encoded([self.encode(words) for words, _ in segmented])
         return [Tagged(words, t, offsets) for (words, offsets), t in zip(segmented, tags, strict=True)]

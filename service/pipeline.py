@@ -110,7 +110,7 @@ class Pipeline:
 
         def encode(chunk: Sequence) -> list[tuple[list[str], list, list]]:
             return [(words, offsets, tagger.pieces(tagger.encode(words)))
-                    for words, offsets in map(tagger.segment, chunk)]
+                    for words, offsets in tagger.segment_many(chunk)]
 
         def rows(chunk: list) -> tuple[list, list[int]]:
             pieces = [p for _, _, cut_ in chunk for p, _, _ in cut_]

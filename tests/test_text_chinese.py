@@ -52,3 +52,26 @@ def test_tag_table_covers_the_corpus_tags():
     assert corpus_tags <= set(PFR_TAGS)
     assert to_upos("nr") == "PROPN" and to_upos("w") == "PUNCT" and to_upos("???") == "X"
     assert describe("v") == {"tag": "v", "zh": "动词", "en": "verb", "upos": "VERB"}
+
+
+def test_boundary_features_one_per_character():
+    from senpos.text.chinese import boundary_features
+
+    text = "１９９８年 Ab"
+    keys, bigrams, places = boundary_features(text, [(0, 5), (6, 8)])
+    assert len(keys) == len(bigrams) == len(places) == len(text)
+    assert keys[:5] == ["0", "0", "0", "0", "年"] and keys[6:] == ["a", "b"]  # width-folded, digits as 0, lowercase
+    assert bigrams[0] == "^0" and bigrams[4] == "0年"
+    assert places == [1, 2, 2, 2, 3, 5, 1, 3]  # B M M M E space B E
+    assert boundary_features("", []) == ([], [], [])
+    assert boundary_features("好", [(0, 1)])[2] == [4]
+
+
+def test_spans_from_starts_never_keep_whitespace():
+    from senpos.text.chinese import spans_from_starts
+
+    text = " 我们 热爱和平 "
+    starts = [0, 1, 0, 1, 1, 0, 1, 0, 1]  # a start on whitespace, none after it: both ignored
+    assert spans_from_starts(text, starts) == [(1, 3), (4, 6), (6, 8)]
+    assert spans_from_starts("", []) == [] and spans_from_starts("  ", [1, 1]) == []
+    assert spans_from_starts("我们", [0, 0]) == [(0, 2)]  # the first character always begins a word

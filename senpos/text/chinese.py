@@ -118,3 +118,49 @@ class Lexicon:
 
     def encode(self, words) -> list[int]:
         return [self.ids.get(word_key(w), 0) for w in words]
+
+
+# Boundary features for the character model that corrects jieba (senpos.pos.BoundaryCorrector; trained by
+# training/pos/segmenter.py): per character its key, the bigram ending at it, and its place in jieba's word.
+JIEBA_PLACES = ("<pad>", "B", "M", "E", "S", "space")  # ids 0..5: begin, middle, end of a word, single, whitespace
+BIGRAM_START = "^"  # the character before the first one
+
+
+def jieba_places(n: int, spans: list[tuple[int, int]]) -> list[int]:
+    """Each of n characters' place in the jieba word covering it (JIEBA_PLACES ids); whitespace is `space`."""
+    out = [5] * n
+    for a, b in spans:
+        if b - a == 1:
+            out[a] = 4
+        else:
+            out[a] = 1
+            out[a + 1 : b - 1] = [2] * (b - a - 2)
+            out[b - 1] = 3
+    return out
+
+
+def boundary_features(text: str, spans: list[tuple[int, int]]) -> tuple[list[str], list[str], list[int]]:
+    """(character keys, bigram keys, jieba places) of `text`, one per character; `spans` are jieba's words."""
+    keys = [c.lower() for c in _DIGIT.sub("0", fold_width(text))]  # word_key of each character
+    bigrams = [a + b for a, b in zip(([BIGRAM_START] + keys)[: len(keys)], keys, strict=True)]
+    return keys, bigrams, jieba_places(len(text), spans)
+
+
+def spans_from_starts(text: str, starts) -> list[tuple[int, int]]:
+    """Words from per-character `starts` (truthy: a word begins here). Whitespace is never part of a word and
+    always ends one, so every span is non-blank and the spans keep their order."""
+    out: list[tuple[int, int]] = []
+    begin = None
+    for i, ch in enumerate(text):
+        if ch.isspace():
+            if begin is not None:
+                out.append((begin, i))
+                begin = None
+        elif begin is None:
+            begin = i
+        elif starts[i]:
+            out.append((begin, i))
+            begin = i
+    if begin is not None:
+        out.append((begin, len(text)))
+    return out

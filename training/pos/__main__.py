@@ -14,6 +14,7 @@ DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / 
 
 def main(argv: list[str] | None = None) -> None:
     from training.pos.prepare import PrepareConfig
+    from training.pos.segmenter import SegmenterConfig
     from training.pos.train import TrainConfig
 
     parser = argparse.ArgumentParser(prog="python -m training.pos", description=__doc__)
@@ -30,6 +31,18 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--run", type=Path, default=Path("runs/pos/run"))
     add_dataclass_args(t, TrainConfig)
 
+    g = sub.add_parser("segmenter", help="train the character model that corrects jieba's segmentation")
+    g.add_argument("--run", type=Path, default=Path("runs/pos/segmenter"))
+    add_dataclass_args(g, SegmenterConfig, skip=("train", "dev"))
+    g.add_argument("--train", default=str(DEFAULT_DATA / "train.jsonl.gz"))
+    g.add_argument("--dev", default=str(DEFAULT_DATA / "dev.jsonl.gz"))
+
+    x = sub.add_parser("export-segmenter", help="add a trained segmentation corrector to a model directory")
+    x.add_argument("--run", type=Path, default=Path("runs/pos/segmenter"))
+    x.add_argument("--out", type=Path, default=Path("models/pos"))
+    x.add_argument("--min-bigram-count", type=int, default=0,
+                   help="keep only bigrams seen this often in training, in an int8 table (0: all, float32)")
+
     e = sub.add_parser("export", help="export a checkpoint to ONNX (with a parity check) as a model directory")
     e.add_argument("--prepared", type=Path, default=Path("runs/pos/prepared"))
     e.add_argument("--run", type=Path, default=Path("runs/pos/run"))
@@ -40,6 +53,8 @@ def main(argv: list[str] | None = None) -> None:
     v.add_argument("--model", type=Path, default=Path("models/pos"))
     v.add_argument("--baseline", action="store_true", help="also score jieba.posseg and compare throughput")
     v.add_argument("--out", type=Path, help="write the result JSON here too")
+    v.add_argument("--threads", type=int, default=1, help="onnxruntime threads (1: one core, as jieba uses)")
+    v.add_argument("--segmentation-only", action="store_true", help="only the segmentation F1 (quick)")
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -52,14 +67,27 @@ def main(argv: list[str] | None = None) -> None:
 
         metrics = train(args.prepared, args.run, pick(args, TrainConfig))
         print(json.dumps({k: metrics[k] for k in ("dev_token_accuracy", "best_epoch", "parameters")}))
+    elif args.command == "segmenter":
+        from training.pos.segmenter import train_segmenter
+
+        metrics = train_segmenter(pick(args, SegmenterConfig), args.run)
+        print(json.dumps({k: metrics[k] for k in ("dev_seg_f1", "jieba_dev_seg_f1", "parameters")}))
+    elif args.command == "export-segmenter":
+        from training.pos.segmenter import export_segmenter
+
+        export_segmenter(args.run, args.out, args.min_bigram_count)
     elif args.command == "export":
         from training.pos.export import export
 
         export(args.run, args.prepared, args.out)
     elif args.command == "evaluate":
-        from training.pos.evaluate import evaluate_file
+        from training.pos.evaluate import evaluate_file, segmentation_f1
 
-        result = evaluate_file(args.data, args.model, baseline=args.baseline)
+        if args.segmentation_only:
+            print(json.dumps({"data": args.data, "model": str(args.model),
+                              "segmentation_f1": segmentation_f1(args.data, args.model)}))
+            return
+        result = evaluate_file(args.data, args.model, baseline=args.baseline, threads=args.threads)
         if args.out:
             args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False))
         print(json.dumps(result, indent=2, ensure_ascii=False))

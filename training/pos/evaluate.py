@@ -77,10 +77,19 @@ def segmentation_study(sentences: list[Sentence], corpus_dict: Path) -> dict[str
     return out
 
 
-def evaluate_file(data: str | Path, model_dir: str | Path, baseline: bool = False) -> dict:
+def segmentation_f1(data: str | Path, model_dir: str | Path) -> float:
+    """Segmentation F1 of a model directory's segmenter alone (jieba, and its corrector when it ships one)."""
+    sentences = load_sentences(data)
+    tagger = PosTagger(model_dir, threads=1)
+    pred = tagger.segment_texts(["".join(s.words) for s in sentences])
+    return span_f1([set(word_offsets(list(s.words))) for s in sentences], [set(p) for p in pred])
+
+
+def evaluate_file(data: str | Path, model_dir: str | Path, baseline: bool = False, threads: int = 1) -> dict:
+    """Dev figures of `model_dir`; throughput on `threads` onnxruntime threads (1: one core, like jieba)."""
     sentences = [Sentence(s.words, tuple(CORPUS_ERRATA.get(t, t) for t in s.tags)) for s in load_sentences(data)]
     texts = ["".join(s.words) for s in sentences]
-    tagger = PosTagger(model_dir)
+    tagger = PosTagger(model_dir, threads=threads)
 
     gold_seg = tagger.tag([list(s.words) for s in sentences])
     correct = sum(p == g for r, s in zip(gold_seg, sentences, strict=True) for p, g in zip(r.tags, s.tags, strict=True))

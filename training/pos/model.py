@@ -73,3 +73,60 @@ class Tagger(nn.Module):
             out_f, out_b = layer(x, rev)
             x = self.dropout(torch.cat([out_f, out_b], dim=-1))
         return self.out(x)
+
+
+@dataclass
+class BoundaryConfig:
+    n_chars: int
+    n_bigrams: int
+    n_places: int = 6  # senpos.text.chinese.JIEBA_PLACES
+    char_dim: int = 64
+    bigram_dim: int = 64
+    place_dim: int = 16
+    encoder: str = "cnn"  # "cnn": `layers` convolutions of `width` (fast on a CPU); "lstm": one BiLSTM layer
+    hidden: int = 128
+    layers: int = 3
+    width: int = 5
+    dropout: float = 0.2
+
+
+class BoundaryModel(nn.Module):
+    """The segmentation corrector: per character (its key, the bigram ending at it, its place in jieba's word)
+    -> a CNN or a BiLSTM -> one score, > 0 where a word begins. chars, bigrams, places (batch, time),
+    lengths (batch,) -> scores (batch, time). Batch-invariant: the CNN zeroes every padding position after
+    each layer (so padding looks like the zero padding at a text's end), the BiLSTM is a MaskedBiLSTMLayer."""
+
+    def __init__(self, cfg: BoundaryConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.char_embedding = nn.Embedding(cfg.n_chars, cfg.char_dim, padding_idx=0)
+        self.bigram_embedding = nn.Embedding(cfg.n_bigrams, cfg.bigram_dim, padding_idx=0)
+        self.place_embedding = nn.Embedding(cfg.n_places, cfg.place_dim, padding_idx=0)
+        first = cfg.char_dim + cfg.bigram_dim + cfg.place_dim
+        if cfg.encoder == "cnn":
+            self.convs = nn.ModuleList(nn.Conv1d(first if i == 0 else cfg.hidden, cfg.hidden, cfg.width,
+                                                 padding=cfg.width // 2) for i in range(cfg.layers))
+            width = cfg.hidden
+        elif cfg.encoder == "lstm":
+            self.lstm = MaskedBiLSTMLayer(first, cfg.hidden)
+            width = 2 * cfg.hidden
+        else:
+            raise ValueError(f"encoder must be cnn or lstm, not {cfg.encoder!r}")
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.out = nn.Linear(width, 1)
+
+    def forward(self, chars: torch.Tensor, bigrams: torch.Tensor, places: torch.Tensor, lengths: torch.Tensor
+                ) -> torch.Tensor:
+        x = torch.cat([self.char_embedding(chars), self.bigram_embedding(bigrams), self.place_embedding(places)], -1)
+        x = self.dropout(x)
+        if self.cfg.encoder == "cnn":
+            mask = (torch.arange(chars.size(1), device=chars.device).unsqueeze(0) < lengths.unsqueeze(1))
+            mask = mask.unsqueeze(1).to(x.dtype)  # (batch, 1, time)
+            x = x.transpose(1, 2) * mask
+            for conv in self.convs:
+                x = self.dropout(torch.relu(conv(x)) * mask)
+            x = x.transpose(1, 2)
+        else:
+            out_f, out_b = self.lstm(x, reverse_index(lengths, chars.size(1)))
+            x = self.dropout(torch.cat([out_f, out_b], dim=-1))
+        return self.out(x).squeeze(-1)

@@ -46,6 +46,13 @@ class TrainConfig:
     loader_workers: int = 0  # >0: build batches in that many processes (worth it on a GPU machine)
     lr_decay: float = 0.5  # on an epoch without dev gain: go back to the best weights, lr *= lr_decay
     init_from: str = ""  # a checkpoint.pt to start from (fine-tuning at a lower lr, say)
+    teacher: str = ""  # a model directory (same vocabularies) to distil from: its model.onnx's tag scores are soft
+    # targets, and its embeddings (words, character CNN, lexicon) initialise the student's
+    distill: float = 0.7  # with a teacher: loss = (1 - distill) * cross-entropy + distill * T^2 * KL(teacher||student)
+    temperature: float = 2.0
+    freeze_embeddings: bool = False  # keep the (teacher's) word, character and lexicon embeddings fixed: fewer
+    # parameters to update per step, the BiLSTM learns on features already fine-tuned
+    threads: int = 0  # torch threads (0: torch's default)
 
 
 Example = tuple[np.ndarray, list[np.ndarray], np.ndarray, np.ndarray]  # words, chars, lexicon ids, tags
@@ -92,6 +99,36 @@ class Batches(torch.utils.data.Dataset):
         return collate([self.examples[i] for i in self.batches[k]], torch.device("cpu"), self.word_dropout, rng)
 
 
+def teacher_scores(model_dir: Path, examples: list[Example], batch_size: int = 64) -> list[np.ndarray]:
+    """The teacher's tag scores (words x tags, float16) for each training window, through onnxruntime."""
+    from senpos.runtime import make_session
+
+    session = make_session(Path(model_dir) / "model.onnx", threads=torch.get_num_threads(), want="cpu")
+    names = {i.name for i in session.get_inputs()}
+    out: list[np.ndarray] = [np.zeros(0)] * len(examples)
+    for batch in make_batches([len(e[0]) for e in examples], batch_size, rng=None):
+        words, chars, lex, lengths, _ = collate([examples[i] for i in batch], torch.device("cpu"))
+        feeds = {"words": words, "chars": chars, "lex": lex, "lengths": lengths}
+        scores = session.run(None, {k: v.numpy() for k, v in feeds.items() if k in names})[0]
+        for row, i in enumerate(batch):
+            out[i] = scores[row, : len(examples[i][0])].astype(np.float16)
+    return out
+
+
+def init_from_teacher(model: Tagger, model_dir: Path) -> list[str]:
+    """Copy the teacher's embeddings and character CNN (ONNX initializers of the same name and shape)."""
+    import onnx
+    from onnx import numpy_helper
+
+    params = dict(model.named_parameters())
+    copied = []
+    for init in onnx.load(str(Path(model_dir) / "model.onnx")).graph.initializer:
+        if init.name in params and tuple(init.dims) == tuple(params[init.name].shape):
+            params[init.name].data.copy_(torch.from_numpy(numpy_helper.to_array(init).astype(np.float32)))
+            copied.append(init.name)
+    return copied
+
+
 @torch.no_grad()
 def evaluate(model: Tagger, sents: list[Example], device: torch.device, batch_size: int = 128) -> tuple[float, float]:
     """(token accuracy, mean loss) on `sents` (already windowed)."""
@@ -108,9 +145,23 @@ def evaluate(model: Tagger, sents: list[Example], device: torch.device, batch_si
     return correct / total, loss_sum / total
 
 
+def distillation_loss(scores: torch.Tensor, teacher: list[np.ndarray], mask: torch.Tensor, temperature: float
+                      ) -> torch.Tensor:
+    """T^2 * KL(teacher || student) at temperature T, averaged over the real words."""
+    target = torch.zeros_like(scores)
+    for i, t in enumerate(teacher):
+        target[i, : len(t)] = torch.from_numpy(t.astype(np.float32))
+    log_student = torch.log_softmax(scores[mask] / temperature, -1)
+    log_teacher = torch.log_softmax(target[mask] / temperature, -1)
+    kl = (log_teacher.exp() * (log_teacher - log_student)).sum(-1).mean()
+    return kl * temperature**2
+
+
 def train(prepared_dir: Path, run_dir: Path, cfg: TrainConfig) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
     data = load_prepared(prepared_dir)
     train_set = windows(data["train"][: cfg.max_train or None], cfg.max_words)
@@ -124,10 +175,19 @@ def train(prepared_dir: Path, run_dir: Path, cfg: TrainConfig) -> dict:
     model.word_embedding.weight.data.copy_(emb)
     if cfg.init_from:
         model.load_state_dict(torch.load(cfg.init_from, map_location="cpu", weights_only=True)["state_dict"])
+    soft: list[np.ndarray] = []
+    if cfg.teacher:
+        log.info("initialised from the teacher: %s", ", ".join(init_from_teacher(model, Path(cfg.teacher))))
+        soft = teacher_scores(Path(cfg.teacher), train_set)
+        log.info("teacher scores for %d windows", len(soft))
+    if cfg.freeze_embeddings:
+        for module in (model.word_embedding, model.chars, model.lex_embedding):
+            if module is not None:
+                module.requires_grad_(False)
     model.to(device)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("device %s, %d parameters, %d train / %d dev windows", device, n_params, len(train_set), len(dev_set))
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     loss_fn = nn.CrossEntropyLoss(ignore_index=-100)
     rng = random.Random(cfg.seed)
     history, best, bad, started = [], -1.0, 0, time.time()
@@ -140,10 +200,13 @@ def train(prepared_dir: Path, run_dir: Path, cfg: TrainConfig) -> dict:
         batches = Batches(train_set, make_batches([len(s[0]) for s in train_set], cfg.batch_size, rng),
                           cfg.word_dropout, seed=cfg.seed * 1000 + epoch)
         loader = torch.utils.data.DataLoader(batches, batch_size=None, num_workers=cfg.loader_workers)
-        for batch in tqdm(loader, desc=f"epoch {epoch}", leave=False, mininterval=5):
+        for k, batch in enumerate(tqdm(loader, desc=f"epoch {epoch}", leave=False, mininterval=5)):
             words, chars, lex, lengths, tags = (t.to(device, non_blocking=True) for t in batch)
             scores = model(words, chars, lex, lengths)
             loss = loss_fn(scores.reshape(-1, scores.size(-1)), tags.reshape(-1))
+            if soft:
+                loss = (1 - cfg.distill) * loss + cfg.distill * distillation_loss(
+                    scores, [soft[i] for i in batches.batches[k]], tags != -100, cfg.temperature)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
