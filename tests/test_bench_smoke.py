@@ -65,6 +65,7 @@ def test_gpu_proof_smoke():
     assert all(r["statuses"].get("200") for key in ("sentiment_one_per_request", "sentiment_batched_64")
                for r in cpu[key])
     assert cpu["log_lines_runs_on"] == ["pos/model.onnx runs on CPUExecutionProvider",
+                                        "pos/segmenter.onnx runs on CPUExecutionProvider",
                                         "sentiment/model.onnx runs on CPUExecutionProvider"]
     assert cpu["log_models_loaded"] == 1 and cpu["log_fell_back"] == 0
     assert sum(cpu["profile_one_per_request"]["samples"].values()) > 0  # py-spy ran (a fresh clone once lacked it)
