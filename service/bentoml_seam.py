@@ -5,6 +5,8 @@
 - BentoML's timeout middleware is swapped for service/middleware.py's, which cancels its timer.
 - `docs_app`: the Swagger page BentoML serves at `/`, served at `/docs`.
 - `plain_json_outputs`: BentoML otherwise rebuilds each output's JSON schema per response to find its media type.
+- `add_route`: plain GET routes (GET /info) beside BentoML's POST APIs, inside its middleware.
+- `describe_openapi`: the OpenAPI document describes senpos, not BentoML (`Service.openapi_spec` is wrapped).
 """
 
 from __future__ import annotations
@@ -24,16 +26,23 @@ if bentoml.__version__ != BENTOML_VERSION:
                      "Install the pinned version: pip install -c constraints.txt -e .")
 
 from bentoml._internal.server.http.traffic import TimeoutMiddleware as BentoTimeoutMiddleware  # noqa: E402
+from bentoml._internal.service.openapi.specification import OpenAPISpecification  # noqa: E402
+from bentoml._internal.utils.cattr import bentoml_cattr  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
 
 from service.middleware import TimeoutMiddleware  # noqa: E402
 
 _original_to_asgi = bentoml.Service.to_asgi
 _fronts: dict[int, Callable[[Any], Any]] = {}  # id(service) -> wraps its ASGI app
+_routes: dict[int, list[tuple[str, Callable, list[str]]]] = {}  # id(service) -> extra (path, endpoint, methods)
+_openapi_edits: dict[int, Callable[[dict], dict]] = {}  # id(service) -> edits its OpenAPI document
+_original_openapi_spec = bentoml.Service.openapi_spec
 
 
 def _to_asgi(self, is_main: bool = True):
     app = _original_to_asgi(self, is_main)
+    for path, endpoint, methods in _routes.get(id(self), []):
+        app.add_route(path, endpoint, methods=methods)
     front = _fronts.get(id(self))
     if front is None:
         return app
@@ -43,12 +52,30 @@ def _to_asgi(self, is_main: bool = True):
     return front(app)
 
 
+def _openapi_spec(self) -> OpenAPISpecification:
+    spec = _original_openapi_spec.fget(self)
+    edit = _openapi_edits.get(id(self))
+    return spec if edit is None else bentoml_cattr.structure(edit(spec.asdict()), OpenAPISpecification)
+
+
 bentoml.Service.to_asgi = _to_asgi
+bentoml.Service.openapi_spec = property(_openapi_spec)
 
 
 def put_in_front(service: bentoml.Service, front: Callable[[Any], Any]) -> None:
     """`front(app)` wraps the ASGI app BentoML builds for `service`, outside all of BentoML's middleware."""
     _fronts[id(service)] = front
+
+
+def add_route(service: bentoml.Service, path: str, endpoint: Callable, methods: list[str]) -> None:
+    """A Starlette route `endpoint(request) -> Response` in the app BentoML builds for `service`."""
+    _routes.setdefault(id(service), []).append((path, endpoint, methods))
+
+
+def describe_openapi(service: bentoml.Service, edit: Callable[[dict], dict]) -> None:
+    """`edit(document) -> document` rewrites the OpenAPI document BentoML generates for `service` (served at
+    /docs.json and /docs/docs.json, and written into a built Bento)."""
+    _openapi_edits[id(service)] = edit
 
 
 def middleware_classes(app) -> list[type]:

@@ -32,6 +32,7 @@ class ModelClient:
         self.address = address
         self.queues = {m: RemoteQueue(self, m, max_queue_s, (on_shed or {}).get(m)) for m in CODECS}
         self.pricing: dict[str, Pricing] = {}
+        self.providers: dict[str, str] = {}  # model -> onnxruntime provider in the model process
         self._writer: asyncio.StreamWriter | None = None
         self._pending: dict[int, tuple[str, asyncio.Future]] = {}
         self._ids = itertools.count()
@@ -61,6 +62,7 @@ class ModelClient:
                         for m, h in header["models"].items()}
         for m, h in header["models"].items():
             self.queues[m].concurrency = int(h["concurrency"])
+            self.providers[m] = str(h.get("provider", "unknown"))
         self._writer = writer
         self._reader = asyncio.ensure_future(self._read(reader, writer))
 

@@ -22,8 +22,8 @@ log = logging.getLogger("senpos.model_server")
 
 
 class ModelServer:
-    def __init__(self, batchers: dict[str, Batcher], pricing: dict[str, Pricing]):
-        self.batchers, self.pricing = batchers, pricing
+    def __init__(self, batchers: dict[str, Batcher], pricing: dict[str, Pricing], providers: dict[str, str]):
+        self.batchers, self.pricing, self.providers = batchers, pricing, providers
         self._connections = itertools.count()
 
     async def start(self, address: str) -> asyncio.AbstractServer:
@@ -31,7 +31,8 @@ class ModelServer:
 
     def hello(self) -> bytes:
         return frame({"op": "hello", "models": {
-            m: {"cost": asdict(p.cost), "width": p.width, "concurrency": self.batchers[m].concurrency}
+            m: {"cost": asdict(p.cost), "width": p.width, "concurrency": self.batchers[m].concurrency,
+                "provider": self.providers[m]}
             for m, p in self.pricing.items()}})
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

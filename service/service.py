@@ -17,13 +17,18 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import bentoml
-from starlette.responses import JSONResponse
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
 
+import senpos
+from senpos.identity import model_identity
 from senpos.pos import PosTagger
 from senpos.runtime import ModelLoadError
 from senpos.sentiment import SentimentPredictor
+from service.access import AccessMiddleware
 from service.batching import Batcher
-from service.bentoml_seam import docs_app, plain_json_outputs, put_in_front
+from service.bentoml_seam import add_route, describe_openapi, docs_app, plain_json_outputs, put_in_front
 from service.middleware import (
     BodyLimitMiddleware,
     JsonOnlyMiddleware,
@@ -33,8 +38,9 @@ from service.middleware import (
 )
 from service.model_client import ModelClient
 from service.model_server import ModelServer
+from service.openapi import describe
 from service.pipeline import Pipeline
-from service.schemas import PosItems, Texts
+from service.schemas import PosItems, PosResult, SentimentResult, Texts, json_response
 from service.settings import SETTINGS
 from service.units import BYTES_PER_STEP, Pricing
 
@@ -55,6 +61,9 @@ SHED = bentoml.metrics.Counter(
 DROPPED = bentoml.metrics.Counter(
     name="senpos_dropped_units", documentation="Units of work dropped unrun: their request timed out or its "
     "client went away", labelnames=["endpoint"])
+MODEL_INFO = bentoml.metrics.Gauge(
+    name="senpos_model_info", documentation="The models this worker serves (always 1; the labels say which)",
+    labelnames=["model", "name", "version", "sha256", "provider"])
 ENDPOINTS = {"sentiment": "sentiment", "pos": "pos_tag"}  # model -> the endpoint label its metrics carry
 LIMITS = SETTINGS.max_request_chars  # model -> characters per request
 
@@ -148,7 +157,7 @@ class SenposModels:
         log.info("model process: sentiment on %s, pos on %s", english.provider, chinese.provider)
         warm_up(english, chinese)
         self.batchers, pricing = model_queues(english, chinese)
-        self.server = ModelServer(self.batchers, pricing)
+        self.server = ModelServer(self.batchers, pricing, {"sentiment": english.provider, "pos": chinese.provider})
         freeze_long_lived_objects()
 
     @bentoml.on_startup
@@ -181,6 +190,7 @@ class Senpos:
             self.client = ModelClient(SETTINGS.resolved_model_address(), SETTINGS.max_queue_ms / 1000,
                                       {m: SHED.labels(endpoint=e).inc for m, e in ENDPOINTS.items()})
             queues, pricing = self.client.queues, lambda m: self.client.pricing[m]
+            self.providers = lambda: self.client.providers
         else:
             english, chinese = load_models()
             log.info("models loaded: sentiment on %s, pos on %s", english.provider, chinese.provider)
@@ -188,7 +198,9 @@ class Senpos:
             self.client = None
             queues, prices = model_queues(english, chinese)
             pricing = prices.__getitem__
+            self.providers = lambda: {"sentiment": english.provider, "pos": chinese.provider}
         self.pipeline = Pipeline(english, chinese, queues, pricing)
+        self.model_dirs = {"sentiment": english.model_dir, "pos": chinese.model_dir}
         DOORS["/sentiment"] = door(queues["sentiment"], lambda: pricing("sentiment"), LIMITS["sentiment"])
         DOORS["/pos-tag"] = door(queues["pos"], lambda: pricing("pos"), LIMITS["pos"])
         freeze_long_lived_objects()
@@ -204,6 +216,15 @@ class Senpos:
                 if time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(0.2)
+        for model, info in self.info()["models"].items():
+            MODEL_INFO.labels(model=model, **{k: info[k] for k in ("name", "version", "sha256", "provider")}).set(1)
+
+    def info(self) -> dict:
+        """What GET /info says: this version, and each model's identity, headline metrics and provider."""
+        providers = self.providers()
+        return {"version": senpos.__version__,
+                "models": {m: {**model_identity(m, d), "provider": providers.get(m, "unknown")}
+                           for m, d in self.model_dirs.items()}}
 
     async def __is_ready__(self) -> bool:
         """Split layout: ready while the model process can be reached (a probe reconnects a worker that lost it)."""
@@ -216,14 +237,14 @@ class Senpos:
         return True
 
     @bentoml.api(route="/sentiment")
-    async def sentiment(self, texts: Texts) -> list[dict]:
+    async def sentiment(self, texts: Texts) -> list[SentimentResult]:
         """P(positive) for each English text, in order: `{"label": "positive"|"negative", "score": p}`."""
-        return too_large(texts, "sentiment") or await self.pipeline.sentiment(texts)
+        return too_large(texts, "sentiment") or json_response(await self.pipeline.sentiment(texts))
 
     @bentoml.api(route="/pos-tag")
-    async def pos_tag(self, texts: PosItems) -> list[dict]:
+    async def pos_tag(self, texts: PosItems) -> list[PosResult]:
         """Words, PFR tags, Universal POS tags and [start, end) offsets for each item, in order."""
-        return too_large(texts, "pos") or await self.pipeline.pos_tag(texts)
+        return too_large(texts, "pos") or json_response(await self.pipeline.pos_tag(texts))
 
 
 def door(queue, price: Callable[[], Pricing], limit_chars: int) -> Callable[[int], Any]:
@@ -232,19 +253,29 @@ def door(queue, price: Callable[[], Pricing], limit_chars: int) -> Callable[[int
     return lambda length: queue.admit(price().body(min(length, 6 * limit_chars)))
 
 
-def too_large(items: Sequence[str | Sequence[str]], model: str) -> JSONResponse | None:
+def too_large(items: Sequence[str | Sequence[str]], model: str) -> Response | None:
     """413 for a request over SENPOS_MAX_REQUEST_CHARS: what one request may cost everyone else is bounded."""
     total, limit = sum(len(x) if isinstance(x, str) else sum(map(len, x)) for x in items), LIMITS[model]
     if total <= limit:
         return None
-    return JSONResponse({"error": f"the request has {total} characters in all; the limit is {limit} "
-                                  f"(SENPOS_MAX_REQUEST_CHARS): split it into smaller requests"}, status_code=413)
+    return json_response({"error": f"the request has {total} characters in all; the limit is {limit} "
+                                   f"(SENPOS_MAX_REQUEST_CHARS): split it into smaller requests"}, 413)
+
+
+async def info(request: Request) -> Response:
+    """GET /info: the service version and each model's name, version, sha256, headline metrics and provider."""
+    return json_response(bentoml.get_current_service().info())
 
 
 Senpos.add_asgi_middleware(RebalanceMiddleware, every=SETTINGS.keepalive_requests)
 Senpos.add_asgi_middleware(JsonOnlyMiddleware)
 Senpos.add_asgi_middleware(BodyLimitMiddleware, max_bytes=SETTINGS.max_body_bytes)
 Senpos.add_asgi_middleware(RetryAfterMiddleware, seconds=1)
+Senpos.add_asgi_middleware(GZipMiddleware, minimum_size=4096, compresslevel=5)
 Senpos.mount_asgi_app(docs_app(lambda: Senpos.openapi_spec), path="/docs", name="docs")
+add_route(Senpos, "/info", info, methods=["GET"])
+describe_openapi(Senpos, describe)
 plain_json_outputs(Senpos)
-put_in_front(Senpos, lambda app: ShedLoadMiddleware(app, doors=DOORS))
+put_in_front(Senpos, lambda app: AccessMiddleware(ShedLoadMiddleware(app, doors=DOORS), keys=SETTINGS.api_keys,
+                                                  origins=SETTINGS.cors_origins,
+                                                  protected=("/sentiment", "/pos-tag", "/info")))

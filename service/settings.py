@@ -20,6 +20,8 @@
 | SENPOS_LAYOUT | auto | single: each API worker runs the models; split: one model process for all; auto: CUDA: split |
 | SENPOS_MODEL_ADDRESS | (a local socket) | split: the model process's unix:///path or tcp://host:port |
 | SENPOS_MAX_REQUEST_CHARS | sentiment=200000,pos=16000 | characters per request, all items together (413 above) |
+| SENPOS_API_KEY | (none) | key(s), comma-separated: /sentiment, /pos-tag, /info need `Authorization: Bearer <key>` |
+| SENPOS_CORS_ORIGINS | (none) | browser origins allowed to call the API, comma-separated, or `*` |
 """
 
 from __future__ import annotations
@@ -65,6 +67,10 @@ def _choice(name: str, choices: tuple[str, ...]) -> str:
     return raw
 
 
+def _list(name: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in os.environ.get(name, "").split(",") if part.strip())
+
+
 def _path(name: str, default: str) -> Path:
     path = Path(os.environ.get(name) or default)
     return path if path.is_absolute() else REPO / path
@@ -90,6 +96,8 @@ class Settings:
     layout: str
     model_address: str
     max_request_chars: dict[str, int]  # endpoint route -> limit
+    api_keys: tuple[str, ...]
+    cors_origins: tuple[str, ...]
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -112,6 +120,8 @@ class Settings:
             layout=_choice("SENPOS_LAYOUT", ("auto", "single", "split")),
             model_address=os.environ.get("SENPOS_MODEL_ADDRESS", ""),
             max_request_chars=_per_endpoint("SENPOS_MAX_REQUEST_CHARS", {"sentiment": 200_000, "pos": 16_000}),
+            api_keys=_list("SENPOS_API_KEY"),
+            cors_origins=_list("SENPOS_CORS_ORIGINS"),
         )
 
     def resolved_layout(self) -> str:

@@ -82,7 +82,8 @@ def serve(address: str, seconds_per_item: float = 0.0):
 
     batcher = Batcher(model, max_batch_items=64, max_queue_s=0.2, costed=True)  # calls of <= 0.05 s
     pricing = {"sentiment": Pricing(BatchCost(0.0, 0.001, 0.0), 8), "pos": Pricing(BatchCost(0.0, 0.001, 0.0), 8)}
-    return ModelServer({"sentiment": batcher, "pos": batcher}, pricing), calls
+    providers = dict.fromkeys(pricing, "CPUExecutionProvider")
+    return ModelServer({"sentiment": batcher, "pos": batcher}, pricing, providers), calls
 
 
 def test_units_from_several_clients_share_one_queue_and_come_back_in_order(address):
