@@ -6,6 +6,7 @@ from __future__ import annotations
 import bentoml
 
 from service import middleware
+from service.access import AccessMiddleware
 from service.bentoml_seam import BENTOML_VERSION, middleware_classes
 from service.service import Senpos
 
@@ -18,10 +19,12 @@ def test_bentoml_is_pinned_to_the_version_the_seam_was_written_for():
 
 
 def test_the_middleware_stack_in_order():
-    app = Senpos.to_asgi()
+    front = Senpos.to_asgi()
+    assert isinstance(front, AccessMiddleware)  # keys checked before anything else runs
+    app = front.app
     assert isinstance(app, middleware.ShedLoadMiddleware)  # refusals before any of BentoML's layers
     names = [c.__name__ for c in middleware_classes(app.app)]
     assert names == ["RunnerTrafficMetricsMiddleware", "OpenTelemetryMiddleware", "TimeoutMiddleware",
                      "MaxConcurrencyMiddleware", "RebalanceMiddleware", "JsonOnlyMiddleware", "BodyLimitMiddleware",
-                     "RetryAfterMiddleware", "ContextMiddleware"]
+                     "RetryAfterMiddleware", "GZipMiddleware", "ContextMiddleware"]
     assert middleware.TimeoutMiddleware in middleware_classes(app.app)  # ours, whose timer is cancelled
