@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import random
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -88,22 +89,30 @@ class TimeoutMiddleware:
 
 
 class RebalanceMiddleware:
-    """Ask a client to reconnect now and then (`Connection: close` on about one response in `every`), as nginx's
-    keepalive_requests does. The API worker processes share one listening socket and a burst of new connections
-    tends to land on a single worker, which then does all the work while the other idles (measured: 230 vs 500
-    reviews/s at 32 connections). A reconnecting client is accepted by whichever worker gets to it first, and
-    the less busy one usually does, so the load spreads out again within seconds."""
+    """Ask a client to reconnect now and then (`Connection: close`): on about one response in `every`, as nginx's
+    keepalive_requests does, and once a connection has kept this worker busy for `every_s` seconds, so a few
+    connections carrying large requests spread out too. The API worker processes share one listening socket and
+    connections tend to land on a single worker, which then does all the work while the other idles; a
+    reconnecting client is accepted by whichever worker gets to it first, and the less busy one usually does."""
 
-    def __init__(self, app, every: int = 100):
-        self.app, self.every = app, every
+    def __init__(self, app, every: int = 100, every_s: float = 2.0):
+        self.app, self.every, self.every_s = app, every, every_s
+        self.served: dict[Any, float] = {}  # connection (client address) -> seconds answering it since it connected
 
     async def __call__(self, scope: Scope, receive, send) -> None:
-        if scope["type"] != "http" or self.every <= 0 or random.randrange(self.every):
+        if scope["type"] != "http" or self.every <= 0:
             return await self.app(scope, receive, send)
+        connection, started = scope.get("client"), time.monotonic()
 
         async def closing(message):
             if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+                served = self.served.pop(connection, 0.0) + time.monotonic() - started
+                if served >= self.every_s or not random.randrange(self.every):
+                    message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+                elif connection is not None:
+                    if len(self.served) > 10_000:  # connections their clients closed leave entries behind
+                        self.served.clear()
+                    self.served[connection] = served
             await send(message)
 
         await self.app(scope, receive, closing)

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -150,6 +151,32 @@ def _rss_mb(pids: list[int]) -> float:
 def _workers(proc: subprocess.Popen) -> list[int]:
     out = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout
     return [int(p) for p in out.split()]
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def test_two_connections_carrying_large_requests_keep_both_workers_busy(server):
+    """Connections are rebalanced by the work they bring, not only by their request count: two keep-alive
+    connections sending large requests end up on both API workers, whichever worker accepted them first."""
+    base, proc, layout = server
+    if layout == "split":
+        pytest.skip("split: the model work runs in one model process; worker balance matters in single")
+    workers = _workers(proc)
+    before = {p: _cpu_s(p) for p in workers}
+    deadline, texts = time.monotonic() + 10, [REVIEW * 3] * 64
+
+    def connection() -> None:
+        with httpx.Client(base_url=base, timeout=60) as c:  # one keep-alive connection, reopened when asked
+            while time.monotonic() < deadline:
+                assert c.post("/sentiment", json={"texts": texts}).status_code == 200
+
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda _: connection(), range(2)))
+    used = {p: _cpu_s(p) - before[p] for p in workers}
+    assert min(used.values()) >= 0.25 * sum(used.values()), used
 
 
 def test_memory_returns_after_maximal_requests(server):

@@ -1,0 +1,32 @@
+"""service/middleware.py's connection rebalancing, driven as ASGI (its effect on a real server: test_serving_core)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from service.middleware import RebalanceMiddleware
+
+
+async def _answer_after(seconds: float, scope, receive, send) -> None:
+    await asyncio.sleep(seconds)
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"{}"})
+
+
+def _closes(app, client) -> bool:
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(app({"type": "http", "client": client}, None, send))
+    return (b"connection", b"close") in sent[0]["headers"]
+
+
+def test_a_connection_is_asked_to_reconnect_once_it_brought_enough_work():
+    app = RebalanceMiddleware(lambda *a: _answer_after(0.03, *a), every=10**9, every_s=0.1)
+    first = [_closes(app, ("127.0.0.1", 5000)) for _ in range(3)]
+    assert first == [False, False, False]  # 0.09 s of work so far
+    assert _closes(app, ("127.0.0.1", 5000))  # 0.12 s: reconnect
+    assert not _closes(app, ("127.0.0.1", 5000))  # counted anew for the new connection
+    assert not _closes(app, ("127.0.0.1", 5001))  # other connections have their own count
