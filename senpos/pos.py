@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from senpos.pos_tags import to_upos
-from senpos.runtime import ModelLoadError, make_session, measure_cost, plan_batches, require_files
+from senpos.runtime import ModelLoadError, load_vocabs, measure_cost, open_model, plan_batches, require_files
 from senpos.text.chinese import (
     MAX_WORD_CHARS,
     Lexicon,
@@ -42,6 +42,10 @@ class Tagged:
 
     def upos(self) -> list[str]:
         return [to_upos(t) for t in self.tags]
+
+    def as_json(self) -> dict:
+        """The /pos-tag answer for one item."""
+        return {"words": self.words, "tags": self.tags, "upos": self.upos(), "offsets": [list(o) for o in self.offsets]}
 
 
 def vocab_digest(*vocabs: Vocab) -> str:
@@ -88,15 +92,9 @@ class BoundaryCorrector:
     def __init__(self, model_dir: Path, threads: int = 0, provider: str | None = None, max_batch: int = 64,
                  max_chars: int = 300, context: int = 30):
         require_files(model_dir, CORRECTOR_FILES)
-        try:
-            self.chars = Vocab.load(model_dir / "seg_chars.json")
-            self.bigrams = Vocab.load(model_dir / "seg_bigrams.json")
-        except ValueError as e:
-            raise ModelLoadError(str(e)) from e
-        self.session = make_session(model_dir / "segmenter.onnx", threads=threads, want=provider)
-        if self.session.get_modelmeta().custom_metadata_map.get("vocab_sha256") != vocab_digest(self.chars,
-                                                                                               self.bigrams):
-            raise ModelLoadError(f"{model_dir}: seg_chars.json/seg_bigrams.json do not match segmenter.onnx")
+        self.chars, self.bigrams = load_vocabs(model_dir / "seg_chars.json", model_dir / "seg_bigrams.json")
+        self.session = open_model(model_dir / "segmenter.onnx", vocab_digest(self.chars, self.bigrams),
+                                  "seg_chars.json/seg_bigrams.json", threads, provider)
         self.max_batch, self.max_chars, self.context = max_batch, max_chars, context
         self.cost = measure_cost(lambda n, length: self._run(*(np.ones((n, length), dtype=np.int64),) * 3,
                                                              np.full(n, length, dtype=np.int64)), max_batch)
@@ -143,15 +141,10 @@ class PosTagger:
             self.max_words, self.context = int(self.config["max_words"]), int(self.config["window_context"])
         except (ValueError, KeyError, TypeError) as e:
             raise ModelLoadError(f"{self.model_dir / 'config.json'}: invalid config ({e})") from e
-        try:
-            self.words = Vocab.load(self.model_dir / "words.json")
-            self.chars = Vocab.load(self.model_dir / "chars.json")
-        except ValueError as e:
-            raise ModelLoadError(str(e)) from e
-        self.session = make_session(self.model_dir / "model.onnx", threads=threads, want=provider)
+        self.words, self.chars = load_vocabs(self.model_dir / "words.json", self.model_dir / "chars.json")
+        self.session = open_model(self.model_dir / "model.onnx", vocab_digest(self.words, self.chars),
+                                  "words.json/chars.json", threads, provider)
         meta = self.session.get_modelmeta().custom_metadata_map
-        if meta.get("vocab_sha256") != vocab_digest(self.words, self.chars):
-            raise ModelLoadError(f"{self.model_dir}: words.json/chars.json do not match model.onnx")
         if meta.get("tags") != json.dumps(self.tags):
             raise ModelLoadError(f"{self.model_dir / 'tags.json'}: tags do not match model.onnx")
         if meta.get("lexicon_tags", "[]") != json.dumps(lexicon_tags):

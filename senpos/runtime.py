@@ -28,6 +28,27 @@ def require_files(model_dir: Path, names: Sequence[str]) -> None:
             raise ModelLoadError(f"{model_dir / name}: required file is missing")
 
 
+def load_vocabs(*paths: Path) -> list:
+    """Vocabularies, with a ModelLoadError naming a malformed file."""
+    from senpos.text.vocab import Vocab
+
+    try:
+        return [Vocab.load(p) for p in paths]
+    except ValueError as e:
+        raise ModelLoadError(str(e)) from e
+
+
+def open_model(path: Path, vocab_sha256: str, vocab_files: str, threads: int = 0, want: str | None = None):
+    """make_session, and a ModelLoadError when the vocabulary is not the one the model was exported with (its
+    digest is in the ONNX metadata)."""
+    session = make_session(path, threads=threads, want=want)
+    meta = session.get_modelmeta().custom_metadata_map
+    if meta.get("vocab_sha256") != vocab_sha256:
+        raise ModelLoadError(f"{path.parent / vocab_files}: does not match {path.name} "
+                             f"(exported with a vocabulary of {meta.get('vocab_size', '?')} entries)")
+    return session
+
+
 def gpu_visible(env: dict[str, str] | None = None, dev: str = "/dev") -> bool:
     """True when an NVIDIA device node exists and CUDA_VISIBLE_DEVICES does not hide every GPU."""
     env = os.environ if env is None else env
@@ -80,12 +101,13 @@ def preload_cuda(ort) -> None:
 
 
 def make_session(path: Path, threads: int = 0, want: str | None = None):
-    """An InferenceSession for `path`, with a ModelLoadError naming the file on any failure."""
+    """An InferenceSession for `path`, with a ModelLoadError naming the file on any failure. `want`: "auto" (the
+    default), "cuda" or "cpu"; the service passes its SENPOS_PROVIDER setting."""
     import onnxruntime as ort
 
     if not path.is_file():
         raise ModelLoadError(f"{path}: model file not found")
-    want = want or os.environ.get("SENPOS_PROVIDER", "auto")
+    want = want or "auto"
     providers = choose_providers(ort.get_available_providers(), want)
     if providers[0] == CUDA:
         preload_cuda(ort)

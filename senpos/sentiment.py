@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from senpos.runtime import ModelLoadError, make_session, measure_cost, plan_batches, require_files
+from senpos.runtime import ModelLoadError, load_vocabs, measure_cost, open_model, plan_batches, require_files
 from senpos.text.english import tokenize, tokenize_many, truncate
 from senpos.text.vocab import Vocab
 
@@ -38,16 +38,9 @@ class SentimentPredictor:
             self.head_tokens = int(self.config["preprocessing"]["head_tokens"])
         except (ValueError, KeyError, TypeError) as e:
             raise ModelLoadError(f"{self.model_dir / 'config.json'}: invalid config ({e})") from e
-        try:
-            self.vocab = Vocab.load(self.model_dir / "vocab.json")
-        except ValueError as e:
-            raise ModelLoadError(str(e)) from e
-        self.session = make_session(self.model_dir / "model.onnx", threads=threads, want=provider)
-        meta = self.session.get_modelmeta().custom_metadata_map
-        if meta.get("vocab_sha256") != vocab_digest(self.vocab):
-            raise ModelLoadError(
-                f"{self.model_dir / 'vocab.json'}: vocabulary does not match model.onnx "
-                f"({len(self.vocab)} entries; the model was exported with {meta.get('vocab_size', '?')})")
+        (self.vocab,) = load_vocabs(self.model_dir / "vocab.json")
+        self.session = open_model(self.model_dir / "model.onnx", vocab_digest(self.vocab), "vocab.json", threads,
+                                  provider)
         self.max_batch = max_batch
         self.provider = self.session.get_providers()[0]
         self.cost = measure_cost(lambda n, length: self._run(np.ones((n, length), dtype=np.int64)), max_batch)

@@ -18,8 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from senpos.pos import PosTagger, stitch
-from senpos.pos_tags import to_upos
+from senpos.pos import PosTagger, Tagged, stitch
 from senpos.sentiment import SentimentPredictor, sentiment_label
 from service.batching import Unit, release_reservation
 from service.units import Pricing, cut
@@ -121,10 +120,6 @@ class Pipeline:
 
     def _decode(self, encoded: list, scores: list[np.ndarray]) -> list[dict]:
         tagger = self.chinese
-        out = []
-        for (words, offsets, _), s in zip(encoded, stitch([c for _, _, c in encoded], scores, len(tagger.tags)),
-                                          strict=True):
-            tags = tagger.decode(s)
-            out.append({"words": words, "tags": tags, "upos": [to_upos(t) for t in tags],
-                        "offsets": [list(o) for o in offsets]})
-        return out
+        stitched = stitch([c for _, _, c in encoded], scores, len(tagger.tags))
+        return [Tagged(words, tagger.decode(s), offsets).as_json()
+                for (words, offsets, _), s in zip(encoded, stitched, strict=True)]

@@ -80,7 +80,7 @@ class QuietRefusals(logging.Filter):
 logging.getLogger("bentoml.access").addFilter(QuietRefusals())
 
 
-def load_models(provider: str | None = None, threads: int = SETTINGS.model_threads):
+def load_models(provider: str = SETTINGS.provider, threads: int = SETTINGS.model_threads):
     return (SentimentPredictor(SETTINGS.sentiment_model, threads=threads, provider=provider,
                                max_batch=SETTINGS.max_batch_size),
             PosTagger(SETTINGS.pos_model, threads=threads, provider=provider, max_batch=SETTINGS.max_batch_size))

@@ -70,7 +70,7 @@ def test_corrector_start_up_errors_name_the_file(corrected_model, tmp_path):
     shutil.copytree(corrected_model / "model", broken)
     bigrams = json.loads((broken / "seg_bigrams.json").read_text())
     (broken / "seg_bigrams.json").write_text(json.dumps({"itos": bigrams["itos"] + ["多余"]}, ensure_ascii=False))
-    with pytest.raises(ModelLoadError, match="do not match segmenter.onnx"):
+    with pytest.raises(ModelLoadError, match="does not match segmenter.onnx"):
         PosTagger(broken)
     (broken / "segmenter.onnx").write_bytes(b"not a model")
     with pytest.raises(ModelLoadError, match="segmenter.onnx"):

@@ -9,6 +9,7 @@ from service import middleware
 from service.access import AccessMiddleware
 from service.bentoml_seam import BENTOML_VERSION, middleware_classes
 from service.service import Senpos
+from service.settings import SETTINGS
 
 from .conftest import REPO
 
@@ -27,4 +28,6 @@ def test_the_middleware_stack_in_order():
     assert names == ["RunnerTrafficMetricsMiddleware", "OpenTelemetryMiddleware", "TimeoutMiddleware",
                      "MaxConcurrencyMiddleware", "RebalanceMiddleware", "JsonOnlyMiddleware", "BodyLimitMiddleware",
                      "RetryAfterMiddleware", "GZipMiddleware", "ContextMiddleware"]
-    assert middleware.TimeoutMiddleware in middleware_classes(app.app)  # ours, whose timer is cancelled
+    timeouts = [m for m in app.app.user_middleware if m.cls.__name__ == "TimeoutMiddleware"]
+    assert [m.cls for m in timeouts] == [middleware.TimeoutMiddleware]  # ours, whose timer is cancelled
+    assert timeouts[0].kwargs["timeout"] == SETTINGS.timeout_s
