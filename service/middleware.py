@@ -56,9 +56,8 @@ class TimeoutMiddleware:
     """504 when no answer has started within `timeout` seconds: BentoML's own, with its timer cancelled.
 
     BentoML 1.4.40's TimeoutMiddleware (traffic.timeout) leaves every request's timer scheduled for the full
-    timeout after the answer, and the timer keeps the request's context alive that long (its OpenTelemetry span
-    among others): at 216 req/s, ~6,500 requests' worth of objects per worker, which every full garbage collection
-    walked, stalling the worker 88-156 ms once a minute. service.py puts this one in its place.
+    timeout after the answer, and the timer keeps the request's context alive that long, objects that every full
+    garbage collection then walks (docs/design.md has the measurement). The seam puts this one in its place.
     """
 
     def __init__(self, app, timeout: float):
