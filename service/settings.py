@@ -1,27 +1,7 @@
 """Service configuration from environment variables (read once, at import, by every process).
 
-| variable | default | meaning |
-|---|---|---|
-| SENPOS_SENTIMENT_MODEL | models/sentiment | sentiment model directory |
-| SENPOS_POS_MODEL | models/pos | POS model directory |
-| SENPOS_MAX_ITEMS | 256 | items per request |
-| SENPOS_MAX_TEXT_CHARS | 100000 | characters per text (or per word list, summed) |
-| SENPOS_MAX_BODY_BYTES | 16777216 | request body size (413 above it) |
-| SENPOS_API_WORKERS | 2 | worker processes (each validates, tokenises, batches and runs both models) |
-| SENPOS_MODEL_THREADS | 1 | onnxruntime intra-op threads per model call (0 = all cores) |
-| SENPOS_MODEL_CALLS | 1 | model calls in flight at once per worker and model, each on its own thread |
-| SENPOS_MAX_BATCH_SIZE | 64 | adaptive batching: most items per model call |
-| SENPOS_MAX_QUEUE_MS | 1000 | adaptive batching: expected queueing above which a request is refused (503) |
-| SENPOS_MAX_CONCURRENCY | 1024 | requests in flight in the service (split over the workers) before 429 |
-| SENPOS_TIMEOUT_S | 60 | per-request timeout |
-| SENPOS_KEEPALIVE_REQUESTS | 100 | mean requests per connection before the client is asked to reconnect (0: never) |
-| SENPOS_ACCESS_LOG | 0 | 1: one log line per answered request (refusals are only counted, in /metrics) |
-| SENPOS_PROVIDER | auto | onnxruntime provider: auto, cuda or cpu |
-| SENPOS_LAYOUT | auto | single: each API worker runs the models; split: one model process for all; auto: CUDA: split |
-| SENPOS_MODEL_ADDRESS | (a local socket) | split: the model process's unix:///path or tcp://host:port |
-| SENPOS_MAX_REQUEST_CHARS | sentiment=200000,pos=16000 | characters per request, all items together (413 above) |
-| SENPOS_API_KEY | (none) | key(s), comma-separated: /sentiment, /pos-tag, /info need `Authorization: Bearer <key>` |
-| SENPOS_CORS_ORIGINS | (none) | browser origins allowed to call the API, comma-separated, or `*` |
+`CONFIG` is the one table of them, defaults included: the README's configuration table is printed from it
+(`python -m service.settings`), and tests/test_settings.py fails when the two differ.
 """
 
 from __future__ import annotations
@@ -35,20 +15,64 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SERVE_TARGET = "service.service:Senpos"  # `bentoml serve <this>`: make serve, the tests and the containers
 
+CONFIG: tuple[tuple[str, str, str], ...] = (  # variable, default, meaning
+    ("SENPOS_SENTIMENT_MODEL", "models/sentiment", "sentiment model directory"),
+    ("SENPOS_POS_MODEL", "models/pos", "POS model directory"),
+    ("SENPOS_MAX_ITEMS", "256", "items per request"),
+    ("SENPOS_MAX_TEXT_CHARS", "100000", "characters per text (or per word list)"),
+    ("SENPOS_MAX_REQUEST_CHARS", "sentiment=200000,pos=16000",
+     "characters per request, all items together (413 above it); one number sets both"),
+    ("SENPOS_MAX_BODY_BYTES", "16777216", "request body size (413 above it)"),
+    ("SENPOS_API_KEY", "", "one key or a comma-separated list: /sentiment, /pos-tag and /info then need "
+     "`Authorization: Bearer <key>` (401 otherwise); probes, /metrics, /docs and the page stay open"),
+    ("SENPOS_CORS_ORIGINS", "", "browser origins allowed to call the API, comma-separated, or `*`"),
+    ("SENPOS_API_WORKERS", "2",
+     "API worker processes (each validates, tokenises and decodes; in `single` it also runs the models)"),
+    ("SENPOS_LAYOUT", "auto", "`single`: each API worker has its own model queues; `split`: one model process "
+     "(`SenposModels`) with one queue per model, fed by every worker; `auto`: `split` on CUDA, else `single`"),
+    ("SENPOS_MODEL_ADDRESS", "", "`split`: where the model process listens, `unix:///path` or `tcp://host:port` "
+     "(default: a socket of the server; model pods elsewhere: docs/design.md)"),
+    ("SENPOS_PROVIDER", "auto", "onnxruntime provider: `auto` (CUDA if onnxruntime-gpu and a GPU are there), "
+     "`cuda`, `cpu`"),
+    ("SENPOS_MODEL_THREADS", "1", "onnxruntime intra-op threads per model call (0 = all cores)"),
+    ("SENPOS_MODEL_CALLS", "1",
+     "model calls in flight at once per model queue (raise it on a GPU or with spare cores)"),
+    ("SENPOS_MAX_BATCH_SIZE", "64", "adaptive batching: most items taken from the queue per model call"),
+    ("SENPOS_MAX_QUEUE_MS", "1000", "refuse (503) a request when the others' work it would wait for is expected to "
+     "take longer (or longer than its own work, for a large request); a model call takes at most a quarter of it"),
+    ("SENPOS_MAX_CONCURRENCY", "1024",
+     "requests in flight in the service (BentoML splits it over the workers) before 429: a backstop"),
+    ("SENPOS_TIMEOUT_S", "60", "request timeout (504)"),
+    ("SENPOS_KEEPALIVE_REQUESTS", "100", "mean requests per connection before the client is asked to reconnect "
+     "(also after 2 s of work on one connection; spreads connections over the workers; 0: never)"),
+    ("SENPOS_ACCESS_LOG", "0", "1: one log line per answered request; load-shedding refusals are left out and only "
+     "counted in /metrics (off by default: under overload the log line costs more than the refusal)"),
+)
+_DEFAULTS = {name: default for name, default, _ in CONFIG}
 
-def _int(name: str, default: int) -> int:
-    raw = os.environ.get(name, "")
+
+def markdown_table() -> str:
+    rows = [f"| `{name}` | {f'`{default}`' if default else '(none)'} | {meaning} |"
+            for name, default, meaning in CONFIG]
+    return "\n".join(["| variable | default | meaning |", "|---|---|---|", *rows])
+
+
+def _raw(name: str) -> str:
+    return (os.environ.get(name) or "").strip() or _DEFAULTS[name]
+
+
+def _int(name: str) -> int:
+    raw = _raw(name)
     try:
-        return int(raw) if raw.strip() else default
+        return int(raw)
     except ValueError:
         raise SystemExit(f"{name}={raw!r}: expected an integer") from None
 
 
-def _per_endpoint(name: str, default: dict[str, int]) -> dict[str, int]:
+def _per_endpoint(name: str) -> dict[str, int]:
     """One integer for every endpoint, or `sentiment=N,pos=M` (either may be left out)."""
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return dict(default)
+    default = {k: int(v) for k, _, v in (part.partition("=") for part in _DEFAULTS[name].split(","))}
+    raw = _raw(name)
     if raw.isdigit():
         return dict.fromkeys(default, int(raw))
     out = dict(default)
@@ -61,18 +85,18 @@ def _per_endpoint(name: str, default: dict[str, int]) -> dict[str, int]:
 
 
 def _choice(name: str, choices: tuple[str, ...]) -> str:
-    raw = (os.environ.get(name) or choices[0]).strip().lower()
+    raw = _raw(name).lower()
     if raw not in choices:
         raise SystemExit(f"{name}={raw!r}: expected one of {', '.join(choices)}")
     return raw
 
 
 def _list(name: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in os.environ.get(name, "").split(",") if part.strip())
+    return tuple(part.strip() for part in _raw(name).split(",") if part.strip())
 
 
-def _path(name: str, default: str) -> Path:
-    path = Path(os.environ.get(name) or default)
+def _path(name: str) -> Path:
+    path = Path(_raw(name))
     return path if path.is_absolute() else REPO / path
 
 
@@ -102,24 +126,24 @@ class Settings:
     @classmethod
     def from_env(cls) -> Settings:
         return cls(
-            sentiment_model=_path("SENPOS_SENTIMENT_MODEL", "models/sentiment"),
-            pos_model=_path("SENPOS_POS_MODEL", "models/pos"),
-            max_items=_int("SENPOS_MAX_ITEMS", 256),
-            max_text_chars=_int("SENPOS_MAX_TEXT_CHARS", 100_000),
-            max_body_bytes=_int("SENPOS_MAX_BODY_BYTES", 16 * 2**20),
-            api_workers=_int("SENPOS_API_WORKERS", 2),
-            model_threads=_int("SENPOS_MODEL_THREADS", 1),
-            model_calls=_int("SENPOS_MODEL_CALLS", 1),
-            max_batch_size=_int("SENPOS_MAX_BATCH_SIZE", 64),
-            max_queue_ms=_int("SENPOS_MAX_QUEUE_MS", 1000),
-            max_concurrency=_int("SENPOS_MAX_CONCURRENCY", 1024),
-            timeout_s=_int("SENPOS_TIMEOUT_S", 60),
-            keepalive_requests=_int("SENPOS_KEEPALIVE_REQUESTS", 100),
-            access_log=bool(_int("SENPOS_ACCESS_LOG", 0)),
+            sentiment_model=_path("SENPOS_SENTIMENT_MODEL"),
+            pos_model=_path("SENPOS_POS_MODEL"),
+            max_items=_int("SENPOS_MAX_ITEMS"),
+            max_text_chars=_int("SENPOS_MAX_TEXT_CHARS"),
+            max_body_bytes=_int("SENPOS_MAX_BODY_BYTES"),
+            api_workers=_int("SENPOS_API_WORKERS"),
+            model_threads=_int("SENPOS_MODEL_THREADS"),
+            model_calls=_int("SENPOS_MODEL_CALLS"),
+            max_batch_size=_int("SENPOS_MAX_BATCH_SIZE"),
+            max_queue_ms=_int("SENPOS_MAX_QUEUE_MS"),
+            max_concurrency=_int("SENPOS_MAX_CONCURRENCY"),
+            timeout_s=_int("SENPOS_TIMEOUT_S"),
+            keepalive_requests=_int("SENPOS_KEEPALIVE_REQUESTS"),
+            access_log=bool(_int("SENPOS_ACCESS_LOG")),
             provider=_choice("SENPOS_PROVIDER", ("auto", "cuda", "cpu")),
             layout=_choice("SENPOS_LAYOUT", ("auto", "single", "split")),
-            model_address=os.environ.get("SENPOS_MODEL_ADDRESS", ""),
-            max_request_chars=_per_endpoint("SENPOS_MAX_REQUEST_CHARS", {"sentiment": 200_000, "pos": 16_000}),
+            model_address=_raw("SENPOS_MODEL_ADDRESS"),
+            max_request_chars=_per_endpoint("SENPOS_MAX_REQUEST_CHARS"),
             api_keys=_list("SENPOS_API_KEY"),
             cors_origins=_list("SENPOS_CORS_ORIGINS"),
         )
@@ -144,3 +168,7 @@ class Settings:
 
 
 SETTINGS = Settings.from_env()
+
+
+if __name__ == "__main__":
+    print(markdown_table())
