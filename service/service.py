@@ -33,6 +33,7 @@ from service.middleware import (
 )
 from service.model_client import ModelClient
 from service.model_server import ModelServer
+from service.page import page_app
 from service.pipeline import Pipeline
 from service.schemas import PosItems, Texts
 from service.settings import SETTINGS
@@ -246,5 +247,6 @@ Senpos.add_asgi_middleware(JsonOnlyMiddleware)
 Senpos.add_asgi_middleware(BodyLimitMiddleware, max_bytes=SETTINGS.max_body_bytes)
 Senpos.add_asgi_middleware(RetryAfterMiddleware, seconds=1)
 Senpos.mount_asgi_app(docs_app(lambda: Senpos.openapi_spec), path="/docs", name="docs")
+Senpos.mount_asgi_app(page_app(), path="/", name="page")  # the web page; BentoML's Swagger index is at /docs
 plain_json_outputs(Senpos)
 put_in_front(Senpos, lambda app: ShedLoadMiddleware(app, doors=DOORS))
