@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 INSTALL := $(PIP) install -q -c constraints.txt $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
 
-.PHONY: serve test lint bench stress lock clean
+.PHONY: serve test lint browser bench stress lock clean
 RAY := .venv-ray/bin/python
 
 $(BIN)/python:
@@ -28,7 +28,12 @@ serve: $(VENV)/.serve
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 
-test: lint
+# tests/test_page.py drives Debian's Chromium (Playwright's own browser download cannot be reached): installed
+# when missing.
+browser:
+	command -v chromium >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+
+test: lint browser
 	$(BIN)/pytest
 
 # Benchmarks and stress runs (not in CI; `make test` runs a seconds-long smoke version of each).

@@ -51,6 +51,12 @@ PFR_TAGS: dict[str, tuple[str, str, str]] = {
     "Yg": ("语气语素", "modal morpheme", "PART"),
     "z": ("状态词", "status word", "ADJ"),
 }
+# Universal POS tags (universaldependencies.org/u/pos) that PFR_TAGS maps to, with their English names.
+UPOS_NAMES: dict[str, str] = {
+    "ADJ": "adjective", "ADP": "adposition", "ADV": "adverb", "CCONJ": "coordinating conjunction",
+    "INTJ": "interjection", "NOUN": "noun", "NUM": "numeral", "PART": "particle", "PRON": "pronoun",
+    "PROPN": "proper noun", "PUNCT": "punctuation", "VERB": "verb", "X": "other",
+}
 # Two tags occur once each in the source corpus as annotation errors; training maps them to these.
 CORPUS_ERRATA = {"na": "n", "vvn": "vn"}
 

@@ -39,6 +39,7 @@ from service.middleware import (
 from service.model_client import ModelClient
 from service.model_server import ModelServer
 from service.openapi import describe
+from service.page import page_app
 from service.pipeline import Pipeline
 from service.schemas import PosItems, PosResult, SentimentResult, Texts, json_response
 from service.settings import SETTINGS
@@ -275,6 +276,7 @@ Senpos.add_asgi_middleware(GZipMiddleware, minimum_size=4096, compresslevel=5)
 Senpos.mount_asgi_app(docs_app(lambda: Senpos.openapi_spec), path="/docs", name="docs")
 add_route(Senpos, "/info", info, methods=["GET"])
 describe_openapi(Senpos, describe)
+Senpos.mount_asgi_app(page_app(), path="/", name="page")  # the web page; BentoML's Swagger index is at /docs
 plain_json_outputs(Senpos)
 put_in_front(Senpos, lambda app: AccessMiddleware(ShedLoadMiddleware(app, doors=DOORS), keys=SETTINGS.api_keys,
                                                   origins=SETTINGS.cors_origins,

@@ -65,7 +65,7 @@ def test_bentofiles(name, requirements):
     bento = yaml.safe_load((REPO / name).read_text())
     assert bento["service"] == SERVE_TARGET
     assert bento["python"]["requirements_txt"].endswith(requirements)
-    assert {"models/sentiment/*", "models/pos/*"} <= set(bento["include"])
+    assert {"models/sentiment/*", "models/pos/*", "service/static/*"} <= set(bento["include"])  # and the page
 
 
 @pytest.mark.skipif(not COMPOSE_SCHEMA.exists(), reason="no ../shared/schemas/compose-spec.json")
