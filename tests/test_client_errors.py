@@ -39,7 +39,7 @@ def senpos_like(seen: Seen) -> Answer:
                      **{"www-authenticate": "Bearer"})
     if seen.path not in ("/sentiment", "/pos-tag"):
         return error(404, "not found", request_id)
-    first = seen.body["texts"][0]
+    first = seen.body["texts"][0] if isinstance(seen.body["texts"][0], str) else ""
     if first in ("400", "413", "500", "503"):
         return error(int(first), f"refused with {first}", request_id, **{"retry-after": "0"})
     if first == "id in body only":

@@ -137,8 +137,8 @@ def redact(text: str, secrets: Sequence[str]) -> str:
     return text
 
 
-def error_for(response: httpx.Response, where: str, secrets: Sequence[str] = ()) -> SenposError:
-    """A non-2xx answer as a precise exception (the caller retries the retryable statuses first)."""
+def read_error(response: httpx.Response, secrets: Sequence[str] = ()) -> tuple[str, object, str | None]:
+    """An error answer's (message, structured detail, request id): the id from `x-request-id`, else the body."""
     try:
         body = response.json()
     except ValueError:
@@ -150,10 +150,14 @@ def error_for(response: httpx.Response, where: str, secrets: Sequence[str] = ())
     if isinstance(detail, list):  # pydantic errors: say where and what
         parts = [f"{'.'.join(map(str, d.get('loc', [])))}: {d.get('msg')}" for d in detail if isinstance(d, dict)]
         message = f"{message}: " + "; ".join(parts) if parts else message
-    message = redact(message, secrets)
-    status = response.status_code
     body_id = body.get("request_id") if isinstance(body, dict) else None
-    request_id = response.headers.get("x-request-id") or (str(body_id) if body_id else None)
+    return redact(message, secrets), detail, response.headers.get("x-request-id") or (str(body_id) if body_id else None)
+
+
+def error_for(response: httpx.Response, where: str, secrets: Sequence[str] = ()) -> SenposError:
+    """A non-2xx answer as a precise exception (the caller retries the retryable statuses first)."""
+    message, detail, request_id = read_error(response, secrets)
+    status = response.status_code
     if status in (401, 403):
         hint = ("set SENPOS_API_KEY or pass api_key=" if status == 401 and "authorization" not in
                 {k.lower() for k in response.request.headers} else "check the key in SENPOS_API_KEY / api_key=")
@@ -199,8 +203,9 @@ def step(config: Settings, attempt: int, outcome: httpx.Response | httpx.HTTPErr
     elif isinstance(outcome, httpx.HTTPError):
         raise ServerError(0, redact(f"{where}: {outcome}", config.secrets)) from outcome
     elif outcome.status_code in RETRY_STATUSES:
-        status, reason = outcome.status_code, f"{where} answered {outcome.status_code}"
-        retry_after, request_id = outcome.headers.get("retry-after"), outcome.headers.get("x-request-id")
+        message, _, request_id = read_error(outcome, config.secrets)
+        status, reason = outcome.status_code, f"{where} answered {outcome.status_code}: {message}"
+        retry_after = outcome.headers.get("retry-after")
     elif not outcome.is_success:
         raise error_for(outcome, where, config.secrets)
     else:
