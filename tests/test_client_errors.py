@@ -44,6 +44,8 @@ def senpos_like(seen: Seen) -> Answer:
         return error(int(first), f"refused with {first}", request_id, **{"retry-after": "0"})
     if first == "id in body only":
         return Answer(400, {"error": "refused", "request_id": "body-id"})
+    if first == "neutral":  # a label the client does not know: answered as is
+        return Answer(200, [{"label": "neutral", "score": 0.5}])
     if first == "bad":
         return Answer(400, {"error": "bad text"}, hold_s=0.3)
     one = {"label": "positive", "score": 0.9} if seen.path == "/sentiment" else \
@@ -193,3 +195,15 @@ def test_bad_options_are_refused_without_showing_the_key():
         Client("http://127.0.0.1:9", max_items=0)
     with pytest.raises(ValueError, match="concurrency"):
         AsyncClient("http://127.0.0.1:9", concurrency=0)
+
+
+def test_empty_lists_send_nothing_and_unknown_labels_are_refused(server):
+    async def go():
+        async with AsyncClient(server.url, api_key=KEY) as client:
+            return await client.sentiment([]), await client.pos_tag([])
+
+    with Client(server.url, api_key=KEY) as client:
+        assert client.sentiment([]) == [] and client.pos_tag([]) == []
+        with pytest.raises(ServerError, match="label"):
+            client.sentiment(["neutral"])
+    assert asyncio.run(go()) == ([], []) and len(server.seen) == 1

@@ -182,6 +182,8 @@ class AsyncClient:
                 return await self._post(path, payload)
 
         tasks = [asyncio.ensure_future(one(p)) for p in payloads]
+        if not tasks:
+            return []
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         finally:  # also when the caller itself is cancelled
