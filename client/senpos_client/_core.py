@@ -8,7 +8,7 @@ import random
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 import httpx
 
@@ -30,6 +30,7 @@ RETRY_ERRORS = (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, 
 PosItem = str | Sequence[str]
 Label = Literal["positive", "negative"]
 TimeoutArg = float | httpx.Timeout | None
+T = TypeVar("T")
 _TOKEN = re.compile(r"[\x21-\x7e]+")  # what a Bearer header can carry: visible ASCII, no spaces
 
 
@@ -121,13 +122,13 @@ def settings(url: str | None, api_key: str | None, headers: Mapping[str, str] | 
     return Settings(resolve_url(url), merged, secrets, RetryPolicy(retries=retries, backoff=backoff), max_items)
 
 
-def chunks(items: Sequence, size: int) -> list[Sequence]:
+def chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
     if size < 1:
         raise ValueError("max_items must be at least 1")
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def pos_payload(items: Sequence[PosItem]) -> dict:
+def pos_payload(items: Sequence[PosItem]) -> dict[str, Any]:
     return {"texts": [item if isinstance(item, str) else list(item) for item in items]}
 
 
@@ -170,9 +171,15 @@ def error_for(response: httpx.Response, where: str, secrets: Sequence[str] = ())
     return ServerError(status, f"{where}: {message}", request_id=request_id)
 
 
+def _rows(body: object, where: str) -> list[Any]:
+    if not isinstance(body, list):
+        raise ServerError(200, f"unexpected {where} answer: not a list")
+    return body
+
+
 def parse_sentiment(body: object) -> list[SentimentResult]:
     try:
-        results = [SentimentResult(label=r["label"], score=float(r["score"])) for r in body]  # type: ignore[union-attr]
+        results = [SentimentResult(label=r["label"], score=float(r["score"])) for r in _rows(body, "/sentiment")]
     except (TypeError, KeyError, ValueError) as e:
         raise ServerError(200, f"unexpected /sentiment answer: {e}") from e
     if any(r.label not in ("positive", "negative") for r in results):
@@ -183,14 +190,14 @@ def parse_sentiment(body: object) -> list[SentimentResult]:
 def parse_pos(body: object) -> list[PosResult]:
     try:
         return [PosResult(words=list(r["words"]), tags=list(r["tags"]), offsets=[tuple(o) for o in r["offsets"]],
-                          upos=list(r["upos"]) if r.get("upos") is not None else None) for r in body]  # type: ignore[union-attr]
+                          upos=list(r["upos"]) if r.get("upos") is not None else None) for r in _rows(body, "/pos-tag")]
     except (TypeError, KeyError, ValueError) as e:
         raise ServerError(200, f"unexpected /pos-tag answer: {e}") from e
 
 
 def step(config: Settings, attempt: int, outcome: httpx.Response | httpx.HTTPError, where: str
-         ) -> tuple[bool, object]:
-    """One attempt's outcome -> (True, parsed JSON body) or (False, seconds to wait before retrying).
+         ) -> tuple[object, float | None]:
+    """One attempt's outcome -> (parsed JSON body, None), or (None, seconds to wait before retrying).
 
     Raises when there is nothing left to try: Timeout, AuthenticationError, NotFoundError, ValidationError
     (4xx, never retried), ServiceUnavailable (503/429/connection errors through every retry) or ServerError.
@@ -210,10 +217,10 @@ def step(config: Settings, attempt: int, outcome: httpx.Response | httpx.HTTPErr
         raise error_for(outcome, where, config.secrets)
     else:
         try:
-            return True, outcome.json()
+            return outcome.json(), None
         except ValueError as e:
             raise ServerError(outcome.status_code, f"{where}: answer is not JSON",
                               request_id=outcome.headers.get("x-request-id")) from e
     if attempt > config.retry.retries:
         raise ServiceUnavailable(reason, attempt, status, request_id=request_id)
-    return False, config.retry.delay(attempt, retry_after)
+    return None, config.retry.delay(attempt, retry_after)

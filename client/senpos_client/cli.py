@@ -17,10 +17,10 @@ import io
 import json
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import IO, NoReturn
 
-from senpos_client._core import VERSION
+from senpos_client._core import VERSION, PosResult, SentimentResult
 from senpos_client.client import Client
 from senpos_client.errors import (
     AuthenticationError,
@@ -109,9 +109,11 @@ def read_items(source: str | None, texts: list[str], fmt: str, words_ok: bool) -
     name = "<stdin>" if source in (None, "-") else source
     jsonl = fmt == "jsonl" or (fmt == "auto" and name.endswith(".jsonl"))
     with contextlib.ExitStack() as stack:
+        stream: IO[str]
         if name == "<stdin>":
-            stream: IO[str] = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", newline=None)
-            stack.callback(stream.detach)  # leave sys.stdin itself open
+            wrapper = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", newline=None)
+            stack.callback(wrapper.detach)  # leave sys.stdin itself open
+            stream = wrapper
         else:
             try:
                 stream = stack.enter_context(open(name, encoding="utf-8-sig"))
@@ -136,7 +138,8 @@ def progress(done: int, total: int) -> None:
 def run(client: Client, command: str, items: list, batch: int) -> Iterator[dict]:
     for start in range(0, len(items), batch):
         chunk = items[start : start + batch]
-        results = client.sentiment(chunk) if command == "sentiment" else client.pos_tag(chunk)
+        results: Sequence[SentimentResult | PosResult] = (
+            client.sentiment(chunk) if command == "sentiment" else client.pos_tag(chunk))
         for item, result in zip(chunk, results, strict=True):
             yield {"input": item, **dataclasses.asdict(result)}
         progress(min(start + batch, len(items)), len(items))
@@ -183,6 +186,7 @@ def execute(argv: list[str] | None) -> None:
         raise Failure(str(e), EXIT_USAGE) from None
     with contextlib.ExitStack() as stack:
         stack.enter_context(client)
+        out: IO[str]
         if args.output:
             try:
                 out = stack.enter_context(open(args.output, "w", encoding="utf-8"))

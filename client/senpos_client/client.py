@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -96,18 +95,20 @@ class Client:
                 raise Timeout(f"{self.url} not ready after {timeout}s")
             time.sleep(interval)
 
-    def _post(self, path: str, payload: dict) -> object:
+    def _post(self, path: str, payload: dict[str, Any]) -> object:
         where = self._config.where("POST", path)
-        for attempt in itertools.count(1):
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 outcome: httpx.Response | httpx.HTTPError = self._http.post(
                     f"{self.url}{path}", json=payload, headers=self._config.headers, timeout=self._timeout)
             except httpx.HTTPError as e:
                 outcome = e
-            done, value = step(self._config, attempt, outcome, where)
-            if done:
-                return value
-            time.sleep(value)  # type: ignore[arg-type]
+            body, delay = step(self._config, attempt, outcome, where)
+            if delay is None:
+                return body
+            time.sleep(delay)
 
     def close(self) -> None:
         if self._owns_http:
@@ -116,7 +117,7 @@ class Client:
     def __enter__(self) -> Client:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -172,12 +173,12 @@ class AsyncClient:
                 raise Timeout(f"{self.url} not ready after {timeout}s")
             await asyncio.sleep(interval)
 
-    async def _map(self, path: str, payloads: list[dict]) -> list[object]:
+    async def _map(self, path: str, payloads: list[dict[str, Any]]) -> list[object]:
         """POST every payload, at most `concurrency` in flight; answers in payload order. The first failure
         cancels the chunks still running or waiting, so a doomed call stops loading the server."""
         gate = asyncio.Semaphore(self.concurrency)
 
-        async def one(payload: dict) -> object:
+        async def one(payload: dict[str, Any]) -> object:
             async with gate:
                 return await self._post(path, payload)
 
@@ -195,18 +196,20 @@ class AsyncClient:
             raise failed[0].exception()  # type: ignore[misc]
         return [t.result() for t in tasks]
 
-    async def _post(self, path: str, payload: dict) -> object:
+    async def _post(self, path: str, payload: dict[str, Any]) -> object:
         where = self._config.where("POST", path)
-        for attempt in itertools.count(1):
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 outcome: httpx.Response | httpx.HTTPError = await self._http.post(
                     f"{self.url}{path}", json=payload, headers=self._config.headers, timeout=self._timeout)
             except httpx.HTTPError as e:
                 outcome = e
-            done, value = step(self._config, attempt, outcome, where)
-            if done:
-                return value
-            await asyncio.sleep(value)  # type: ignore[arg-type]
+            body, delay = step(self._config, attempt, outcome, where)
+            if delay is None:
+                return body
+            await asyncio.sleep(delay)
 
     async def aclose(self) -> None:
         if self._owns_http:
@@ -215,5 +218,5 @@ class AsyncClient:
     async def __aenter__(self) -> AsyncClient:
         return self
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
