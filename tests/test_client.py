@@ -1,16 +1,26 @@
-"""The client SDK against the real server, and its retry behaviour against a loopback stub."""
+"""The client SDK and CLI against the real server, and the retry behaviour against a loopback stub."""
 
 from __future__ import annotations
 
 import asyncio
 import http.server
 import json
+import os
 import subprocess
 import sys
 import threading
 
+import httpx
 import pytest
-from senpos_client import AsyncClient, Client, PosResult, SentimentResult, ServiceUnavailable, ValidationError
+from senpos_client import (
+    AsyncClient,
+    Client,
+    NotFoundError,
+    PosResult,
+    SentimentResult,
+    ServiceUnavailable,
+    ValidationError,
+)
 
 from .conftest import SERVER_LIMITS
 
@@ -40,7 +50,13 @@ def test_async_client_keeps_order_with_chunks_in_flight(server_url):
             await client.wait_until_ready(timeout=30)
             return await client.sentiment(texts), await client.pos_tag(["你好。"] * (MAX_ITEMS + 1))
 
+    async def refused():
+        async with AsyncClient(server_url, max_items=2, concurrency=2) as client:
+            with pytest.raises(ValidationError, match="whitespace"):
+                await client.sentiment(["Fine.", "Good.", "Bad.", "   ", "Fine.", "Good."])  # the middle chunk
+
     scores, tags = asyncio.run(go())
+    asyncio.run(refused())
     with Client(server_url) as client:
         one_by_one = [client.sentiment([t])[0].score for t in texts[:5]]
     assert [r.score for r in scores[:5]] == pytest.approx(one_by_one, abs=1e-5)
@@ -51,6 +67,27 @@ def test_validation_error_carries_the_server_message(server_url):
     with Client(server_url) as client, pytest.raises(ValidationError) as info:
         client.sentiment(["   "])
     assert info.value.status == 400 and "whitespace" in info.value.message
+    with Client(server_url, max_items=MAX_ITEMS + 1) as client, pytest.raises(ValidationError) as too_many:
+        client.sentiment(["Fine."] * (MAX_ITEMS + 1))  # over the server's own limit
+    assert too_many.value.status in (400, 413) and str(MAX_ITEMS) in too_many.value.message
+
+
+def test_a_wrong_path_is_not_found_rather_than_refused_input(server_url):
+    with Client(server_url + "/api/v2") as client, pytest.raises(NotFoundError) as info:
+        client.sentiment(["A wonderful film."])
+    assert not isinstance(info.value, ValidationError) and info.value.status == 404
+    assert "/api/v2/sentiment" in str(info.value) and "senpos server" in str(info.value)
+
+
+def test_a_given_http_client_and_headers_are_used_and_left_open(server_url):
+    sent: list[httpx.Request] = []
+    with httpx.Client(event_hooks={"request": [sent.append]}) as own:
+        with Client(server_url, http_client=own, headers={"X-Tenant": "team-a"}) as client:
+            assert client.sentiment(["A wonderful film."])[0].label == "positive"
+            assert client.pos_tag(["我们热爱和平。"])[0].words
+        assert not own.is_closed and own.get(f"{server_url}/livez").status_code == 200
+    assert [r.url.path for r in sent[:2]] == ["/sentiment", "/pos-tag"]
+    assert all(r.headers["x-tenant"] == "team-a" for r in sent[:2])
 
 
 class _Stub(http.server.BaseHTTPRequestHandler):
@@ -128,4 +165,16 @@ def test_cli_texts_and_file_mode(server_url, tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()]
     assert rows[1]["words"] == ["北京", "欢迎", "你"] and len(rows) == 2
     bad = subprocess.run([*cli, "sentiment", " "], capture_output=True, text=True, timeout=60)
-    assert bad.returncode == 1 and "whitespace" in bad.stderr
+    assert bad.returncode == 3 and "whitespace" in bad.stderr  # refused input
+
+
+def test_cli_reads_standard_input_and_the_url_from_the_environment(server_url):
+    env = {**os.environ, "SENPOS_URL": server_url}
+    piped = subprocess.run([sys.executable, "-m", "senpos_client.cli", "sentiment"], capture_output=True, text=True,
+                           input="A wonderful film.\nAwful.\n", timeout=60, env=env)
+    assert piped.returncode == 0, piped.stderr
+    assert [json.loads(line)["label"] for line in piped.stdout.splitlines()] == ["positive", "negative"]
+    jsonl = subprocess.run([sys.executable, "-m", "senpos_client.cli", "pos-tag", "--input", "-", "--format", "jsonl"],
+                           input='{"words": ["北京", "欢迎", "你"]}\n', capture_output=True, text=True, timeout=60,
+                           env=env)
+    assert jsonl.returncode == 0 and json.loads(jsonl.stdout)["words"] == ["北京", "欢迎", "你"], jsonl.stderr

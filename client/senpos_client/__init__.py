@@ -1,9 +1,17 @@
 """Python client for the senpos service: `Client`, `AsyncClient`, typed results, precise errors."""
 
-from senpos_client._core import PosResult, SentimentResult
+from senpos_client._core import VERSION, Label, PosResult, SentimentResult
 from senpos_client.client import AsyncClient, Client
-from senpos_client.errors import SenposError, ServerError, ServiceUnavailable, Timeout, ValidationError
+from senpos_client.errors import (
+    AuthenticationError,
+    NotFoundError,
+    SenposError,
+    ServerError,
+    ServiceUnavailable,
+    Timeout,
+    ValidationError,
+)
 
-__all__ = ["AsyncClient", "Client", "PosResult", "SenposError", "SentimentResult", "ServerError",
-           "ServiceUnavailable", "Timeout", "ValidationError"]
-__version__ = "0.1.0"
+__all__ = ["AsyncClient", "AuthenticationError", "Client", "Label", "NotFoundError", "PosResult", "SenposError",
+           "SentimentResult", "ServerError", "ServiceUnavailable", "Timeout", "ValidationError"]
+__version__ = VERSION

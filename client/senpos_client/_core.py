@@ -1,23 +1,42 @@
-"""What the sync and async clients share: request shapes, chunking, retry policy, response parsing."""
+"""What the sync and async clients share: settings from arguments and the environment, request shapes, chunking,
+retry policy, response parsing and errors."""
 
 from __future__ import annotations
 
+import os
 import random
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
 
 import httpx
 
-from senpos_client.errors import ServerError, ServiceUnavailable, Timeout, ValidationError
+from senpos_client.errors import (
+    AuthenticationError,
+    NotFoundError,
+    SenposError,
+    ServerError,
+    ServiceUnavailable,
+    Timeout,
+    ValidationError,
+)
 
+VERSION = "0.2.0"
+DEFAULT_URL = "http://localhost:3000"
+DEFAULT_TIMEOUT = 60.0
 RETRY_STATUSES = frozenset({429, 503})
 RETRY_ERRORS = (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 PosItem = str | Sequence[str]
+Label = Literal["positive", "negative"]
+TimeoutArg = float | httpx.Timeout | None
+T = TypeVar("T")
+_TOKEN = re.compile(r"[\x21-\x7e]+")  # what a Bearer header can carry: visible ASCII, no spaces
 
 
 @dataclass(frozen=True)
 class SentimentResult:
-    label: str  # "positive" or "negative"
+    label: Label
     score: float  # P(positive)
 
 
@@ -46,73 +65,162 @@ class RetryPolicy:
         return random.uniform(0, min(self.max_backoff, self.backoff * 2 ** (attempt - 1)))
 
 
-def chunks(items: Sequence, size: int) -> list[Sequence]:
+@dataclass(frozen=True, repr=False)
+class Settings:
+    """A client's resolved settings. `secrets` are the strings no error message may show (the API key)."""
+
+    url: str
+    headers: dict[str, str]
+    secrets: tuple[str, ...]
+    retry: RetryPolicy
+    max_items: int
+
+    def __repr__(self) -> str:  # the headers hold the key: say only whether there is one
+        return f"Settings(url={self.url!r}, api_key={'set' if self.secrets else None})"
+
+    def where(self, method: str, path: str) -> str:
+        return f"{method} {self.url}{path}"
+
+
+def resolve_url(url: str | None) -> str:
+    """`url`, else $SENPOS_URL, else http://localhost:3000, checked and without a trailing slash."""
+    raw = (url if url is not None else os.environ.get("SENPOS_URL") or DEFAULT_URL).strip()
+    problem = f"not a usable senpos URL: {raw!r} (expected http://host:port or https://host)"
+    if not raw or any(c.isspace() for c in raw):
+        raise ValueError(problem)
+    try:
+        parsed = httpx.URL(raw)
+        port = parsed.port  # raises for a port that is not a number
+    except (httpx.InvalidURL, ValueError):
+        raise ValueError(problem) from None
+    if parsed.scheme not in ("http", "https") or not parsed.host or not (port is None or 0 < port < 65536):
+        raise ValueError(problem)
+    return raw.rstrip("/")
+
+
+def resolve_api_key(api_key: str | None) -> str | None:
+    """`api_key`, else the first key in $SENPOS_API_KEY (the server's variable may list several, comma-separated;
+    any one opens the door). An empty string means no key, even when the variable is set."""
+    if api_key is None:
+        api_key = next((k.strip() for k in os.environ.get("SENPOS_API_KEY", "").split(",") if k.strip()), "")
+    if api_key and not _TOKEN.fullmatch(api_key):
+        raise ValueError("the API key must be printable ASCII without spaces")  # never the key itself
+    return api_key or None
+
+
+def settings(url: str | None, api_key: str | None, headers: Mapping[str, str] | None, retries: int,
+             backoff: float, max_items: int) -> Settings:
+    if max_items < 1:
+        raise ValueError("max_items must be at least 1")
+    if retries < 0:
+        raise ValueError("retries must be 0 or more")
+    key = resolve_api_key(api_key)
+    merged = {"user-agent": f"senpos-client/{VERSION}", **{k.lower(): v for k, v in (headers or {}).items()}}
+    if key and "authorization" not in merged:
+        merged["authorization"] = f"Bearer {key}"
+    secrets = tuple(s for s in (key, merged.get("authorization")) if s)
+    return Settings(resolve_url(url), merged, secrets, RetryPolicy(retries=retries, backoff=backoff), max_items)
+
+
+def chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
     if size < 1:
         raise ValueError("max_items must be at least 1")
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def pos_payload(items: Sequence[PosItem]) -> dict:
+def pos_payload(items: Sequence[PosItem]) -> dict[str, Any]:
     return {"texts": [item if isinstance(item, str) else list(item) for item in items]}
 
 
-def raise_for_response(response: httpx.Response) -> None:
-    """Turn a non-2xx answer into a precise exception (retryable statuses are handled by the caller)."""
-    if response.is_success:
-        return
+def redact(text: str, secrets: Sequence[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+def read_error(response: httpx.Response, secrets: Sequence[str] = ()) -> tuple[str, object, str | None]:
+    """An error answer's (message, structured detail, request id): the id from `x-request-id`, else the body."""
     try:
         body = response.json()
     except ValueError:
-        body = {"error": response.text[:500]}
+        body = {"error": response.text[:500] or response.reason_phrase}
     if isinstance(body, list) and body and isinstance(body[0], dict):
         body = body[0]  # some server errors come wrapped in a list
-    message = body.get("error", str(body)) if isinstance(body, dict) else str(body)
+    message = str(body.get("error", body)) if isinstance(body, dict) else str(body)
     detail = body.get("detail") if isinstance(body, dict) else None
     if isinstance(detail, list):  # pydantic errors: say where and what
         parts = [f"{'.'.join(map(str, d.get('loc', [])))}: {d.get('msg')}" for d in detail if isinstance(d, dict)]
         message = f"{message}: " + "; ".join(parts) if parts else message
-    if 400 <= response.status_code < 500:
-        raise ValidationError(response.status_code, message, detail)
-    raise ServerError(response.status_code, message)
+    body_id = body.get("request_id") if isinstance(body, dict) else None
+    return redact(message, secrets), detail, response.headers.get("x-request-id") or (str(body_id) if body_id else None)
+
+
+def error_for(response: httpx.Response, where: str, secrets: Sequence[str] = ()) -> SenposError:
+    """A non-2xx answer as a precise exception (the caller retries the retryable statuses first)."""
+    message, detail, request_id = read_error(response, secrets)
+    status = response.status_code
+    if status in (401, 403):
+        hint = ("set SENPOS_API_KEY or pass api_key=" if status == 401 and "authorization" not in
+                {k.lower() for k in response.request.headers} else "check the key in SENPOS_API_KEY / api_key=")
+        return AuthenticationError(f"{where}: {message}; {hint}", status=status, request_id=request_id)
+    if status in (404, 405):
+        return NotFoundError(f"{where}: {message}; is this the URL of a senpos server?", status=status,
+                             request_id=request_id)
+    if 400 <= status < 500:
+        return ValidationError(status, message, detail, request_id=request_id)
+    return ServerError(status, f"{where}: {message}", request_id=request_id)
+
+
+def _rows(body: object, where: str) -> list[Any]:
+    if not isinstance(body, list):
+        raise ServerError(200, f"unexpected {where} answer: not a list")
+    return body
 
 
 def parse_sentiment(body: object) -> list[SentimentResult]:
     try:
-        return [SentimentResult(label=str(r["label"]), score=float(r["score"])) for r in body]  # type: ignore[union-attr]
+        results = [SentimentResult(label=r["label"], score=float(r["score"])) for r in _rows(body, "/sentiment")]
     except (TypeError, KeyError, ValueError) as e:
         raise ServerError(200, f"unexpected /sentiment answer: {e}") from e
+    if any(r.label not in ("positive", "negative") for r in results):
+        raise ServerError(200, "unexpected /sentiment answer: a label other than positive or negative")
+    return results
 
 
 def parse_pos(body: object) -> list[PosResult]:
     try:
         return [PosResult(words=list(r["words"]), tags=list(r["tags"]), offsets=[tuple(o) for o in r["offsets"]],
-                          upos=list(r["upos"]) if r.get("upos") is not None else None) for r in body]  # type: ignore[union-attr]
+                          upos=list(r["upos"]) if r.get("upos") is not None else None) for r in _rows(body, "/pos-tag")]
     except (TypeError, KeyError, ValueError) as e:
         raise ServerError(200, f"unexpected /pos-tag answer: {e}") from e
 
 
-def step(policy: RetryPolicy, attempt: int, outcome: httpx.Response | httpx.HTTPError, where: str
-         ) -> tuple[bool, object]:
-    """One attempt's outcome -> (True, parsed JSON body) or (False, seconds to wait before retrying).
+def step(config: Settings, attempt: int, outcome: httpx.Response | httpx.HTTPError, where: str
+         ) -> tuple[object, float | None]:
+    """One attempt's outcome -> (parsed JSON body, None), or (None, seconds to wait before retrying).
 
-    Raises when there is nothing left to try: Timeout, ValidationError (4xx, never retried),
-    ServiceUnavailable (503/429/connection errors through every retry) or ServerError.
+    Raises when there is nothing left to try: Timeout, AuthenticationError, NotFoundError, ValidationError
+    (4xx, never retried), ServiceUnavailable (503/429/connection errors through every retry) or ServerError.
     """
+    request_id = None
     if isinstance(outcome, httpx.TimeoutException):
-        raise Timeout(f"{where}: no answer within the timeout ({outcome})") from outcome
+        raise Timeout(f"{where}: no answer within the timeout ({type(outcome).__name__})") from outcome
     if isinstance(outcome, RETRY_ERRORS):
         status, reason, retry_after = None, f"{where}: cannot connect ({outcome})", None
     elif isinstance(outcome, httpx.HTTPError):
-        raise ServerError(0, f"{where}: {outcome}") from outcome
+        raise ServerError(0, redact(f"{where}: {outcome}", config.secrets)) from outcome
     elif outcome.status_code in RETRY_STATUSES:
-        status, reason = outcome.status_code, f"{where} answered {outcome.status_code}"
+        message, _, request_id = read_error(outcome, config.secrets)
+        status, reason = outcome.status_code, f"{where} answered {outcome.status_code}: {message}"
         retry_after = outcome.headers.get("retry-after")
+    elif not outcome.is_success:
+        raise error_for(outcome, where, config.secrets)
     else:
-        raise_for_response(outcome)
         try:
-            return True, outcome.json()
+            return outcome.json(), None
         except ValueError as e:
-            raise ServerError(outcome.status_code, f"{where}: answer is not JSON") from e
-    if attempt > policy.retries:
-        raise ServiceUnavailable(reason, attempt, status)
-    return False, policy.delay(attempt, retry_after)
+            raise ServerError(outcome.status_code, f"{where}: answer is not JSON",
+                              request_id=outcome.headers.get("x-request-id")) from e
+    if attempt > config.retry.retries:
+        raise ServiceUnavailable(reason, attempt, status, request_id=request_id)
+    return None, config.retry.delay(attempt, retry_after)

@@ -3,37 +3,76 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from senpos_client._core import (
+    DEFAULT_TIMEOUT,
     PosItem,
     PosResult,
-    RetryPolicy,
     SentimentResult,
+    Settings,
+    TimeoutArg,
     chunks,
     parse_pos,
     parse_sentiment,
     pos_payload,
+    settings,
     step,
 )
 from senpos_client.errors import Timeout
 
+if TYPE_CHECKING:
+    from httpx._client import UseClientDefault
+
 DEFAULT_MAX_ITEMS = 256  # the server's default per-request limit (SENPOS_MAX_ITEMS)
 
 
-class Client:
-    """Blocking client. `max_items` is the server's per-request item limit; longer lists are split."""
+def _request_timeout(timeout: TimeoutArg, http_client: object) -> TimeoutArg | UseClientDefault:
+    """The timeout each request passes: the httpx client's own unless one was given along with http_client."""
+    return httpx.USE_CLIENT_DEFAULT if timeout is None or http_client is None else timeout
 
-    def __init__(self, base_url: str = "http://localhost:3000", *, timeout: float = 60.0, retries: int = 3,
-                 backoff: float = 0.25, max_items: int = DEFAULT_MAX_ITEMS,
-                 transport: httpx.BaseTransport | None = None):
-        self._http = httpx.Client(base_url=base_url, timeout=timeout, transport=transport)
-        self.retry = RetryPolicy(retries=retries, backoff=backoff)
-        self.max_items = max_items
+
+def _check_http_client(http_client: object, transport: object, kind: type) -> None:
+    if http_client is not None and not isinstance(http_client, kind):
+        raise TypeError(f"http_client must be an {kind.__module__}.{kind.__qualname__}")
+    if http_client is not None and transport is not None:
+        raise ValueError("give http_client or transport, not both")
+
+
+class Client:
+    """Blocking client.
+
+    `url` defaults to $SENPOS_URL (else http://localhost:3000) and `api_key` to $SENPOS_API_KEY; `headers` go
+    with every request. `timeout` is seconds or an `httpx.Timeout` (None: 60 s, or `http_client`'s own).
+    `http_client` is an `httpx.Client` of yours (proxies, TLS, event hooks); it is left open by `close()`.
+    `max_items` is the server's per-request item limit; longer lists are split.
+    """
+
+    def __init__(self, url: str | None = None, *, api_key: str | None = None,
+                 headers: Mapping[str, str] | None = None, http_client: httpx.Client | None = None,
+                 timeout: TimeoutArg = None, retries: int = 3, backoff: float = 0.25,
+                 max_items: int = DEFAULT_MAX_ITEMS, transport: httpx.BaseTransport | None = None):
+        _check_http_client(http_client, transport, httpx.Client)
+        self._config: Settings = settings(url, api_key, headers, retries, backoff, max_items)
+        self._timeout = _request_timeout(timeout, http_client)
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.Client(timeout=DEFAULT_TIMEOUT if timeout is None else timeout,
+                                                 transport=transport)
+
+    @property
+    def url(self) -> str:
+        return self._config.url
+
+    @property
+    def max_items(self) -> int:
+        return self._config.max_items
+
+    def __repr__(self) -> str:
+        return f"Client({self.url!r}, api_key={'set' if self._config.secrets else None})"
 
     def sentiment(self, texts: Sequence[str]) -> list[SentimentResult]:
         return [r for chunk in chunks(list(texts), self.max_items)
@@ -47,45 +86,70 @@ class Client:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                if self._http.get("/readyz").status_code == 200:
+                answer = self._http.get(f"{self.url}/readyz", headers=self._config.headers, timeout=self._timeout)
+                if answer.status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             if time.monotonic() >= deadline:
-                raise Timeout(f"{self._http.base_url} not ready after {timeout}s")
+                raise Timeout(f"{self.url} not ready after {timeout}s")
             time.sleep(interval)
 
-    def _post(self, path: str, payload: dict) -> object:
-        for attempt in itertools.count(1):
+    def _post(self, path: str, payload: dict[str, Any]) -> object:
+        where = self._config.where("POST", path)
+        attempt = 0
+        while True:
+            attempt += 1
             try:
-                outcome: httpx.Response | httpx.HTTPError = self._http.post(path, json=payload)
+                outcome: httpx.Response | httpx.HTTPError = self._http.post(
+                    f"{self.url}{path}", json=payload, headers=self._config.headers, timeout=self._timeout)
             except httpx.HTTPError as e:
                 outcome = e
-            done, value = step(self.retry, attempt, outcome, f"POST {self._http.base_url}{path}")
-            if done:
-                return value
-            time.sleep(value)
+            body, delay = step(self._config, attempt, outcome, where)
+            if delay is None:
+                return body
+            time.sleep(delay)
 
     def close(self) -> None:
-        self._http.close()
+        if self._owns_http:
+            self._http.close()
 
     def __enter__(self) -> Client:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
 class AsyncClient:
-    """Async client with the same methods; chunks of a long list run `concurrency` at a time."""
+    """Async client with the same methods and options (`http_client` is an `httpx.AsyncClient`); chunks of a
+    long list run `concurrency` at a time, and when one chunk fails the others are cancelled."""
 
-    def __init__(self, base_url: str = "http://localhost:3000", *, timeout: float = 60.0, retries: int = 3,
-                 backoff: float = 0.25, max_items: int = DEFAULT_MAX_ITEMS, concurrency: int = 4,
+    def __init__(self, url: str | None = None, *, api_key: str | None = None,
+                 headers: Mapping[str, str] | None = None, http_client: httpx.AsyncClient | None = None,
+                 timeout: TimeoutArg = None, retries: int = 3, backoff: float = 0.25,
+                 max_items: int = DEFAULT_MAX_ITEMS, concurrency: int = 4,
                  transport: httpx.AsyncBaseTransport | None = None):
-        self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout, transport=transport)
-        self.retry = RetryPolicy(retries=retries, backoff=backoff)
-        self.max_items = max_items
+        _check_http_client(http_client, transport, httpx.AsyncClient)
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self._config: Settings = settings(url, api_key, headers, retries, backoff, max_items)
+        self._timeout = _request_timeout(timeout, http_client)
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.AsyncClient(timeout=DEFAULT_TIMEOUT if timeout is None else timeout,
+                                                      transport=transport)
         self.concurrency = concurrency
+
+    @property
+    def url(self) -> str:
+        return self._config.url
+
+    @property
+    def max_items(self) -> int:
+        return self._config.max_items
+
+    def __repr__(self) -> str:
+        return f"AsyncClient({self.url!r}, api_key={'set' if self._config.secrets else None})"
 
     async def sentiment(self, texts: Sequence[str]) -> list[SentimentResult]:
         bodies = await self._map("/sentiment", [{"texts": list(c)} for c in chunks(list(texts), self.max_items)])
@@ -99,40 +163,60 @@ class AsyncClient:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                if (await self._http.get("/readyz")).status_code == 200:
+                answer = await self._http.get(f"{self.url}/readyz", headers=self._config.headers,
+                                              timeout=self._timeout)
+                if answer.status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             if time.monotonic() >= deadline:
-                raise Timeout(f"{self._http.base_url} not ready after {timeout}s")
+                raise Timeout(f"{self.url} not ready after {timeout}s")
             await asyncio.sleep(interval)
 
-    async def _map(self, path: str, payloads: list[dict]) -> list[object]:
-        """POST every payload, at most `concurrency` in flight; answers in payload order."""
+    async def _map(self, path: str, payloads: list[dict[str, Any]]) -> list[object]:
+        """POST every payload, at most `concurrency` in flight; answers in payload order. The first failure
+        cancels the chunks still running or waiting, so a doomed call stops loading the server."""
         gate = asyncio.Semaphore(self.concurrency)
 
-        async def one(payload: dict) -> object:
+        async def one(payload: dict[str, Any]) -> object:
             async with gate:
                 return await self._post(path, payload)
 
-        return list(await asyncio.gather(*(one(p) for p in payloads)))
+        tasks = [asyncio.ensure_future(one(p)) for p in payloads]
+        if not tasks:
+            return []
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        finally:  # also when the caller itself is cancelled
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        failed = [t for t in tasks if not t.cancelled() and t.exception() is not None]
+        if failed:
+            raise failed[0].exception()  # type: ignore[misc]
+        return [t.result() for t in tasks]
 
-    async def _post(self, path: str, payload: dict) -> object:
-        for attempt in itertools.count(1):
+    async def _post(self, path: str, payload: dict[str, Any]) -> object:
+        where = self._config.where("POST", path)
+        attempt = 0
+        while True:
+            attempt += 1
             try:
-                outcome: httpx.Response | httpx.HTTPError = await self._http.post(path, json=payload)
+                outcome: httpx.Response | httpx.HTTPError = await self._http.post(
+                    f"{self.url}{path}", json=payload, headers=self._config.headers, timeout=self._timeout)
             except httpx.HTTPError as e:
                 outcome = e
-            done, value = step(self.retry, attempt, outcome, f"POST {self._http.base_url}{path}")
-            if done:
-                return value
-            await asyncio.sleep(value)
+            body, delay = step(self._config, attempt, outcome, where)
+            if delay is None:
+                return body
+            await asyncio.sleep(delay)
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._owns_http:
+            await self._http.aclose()
 
     async def __aenter__(self) -> AsyncClient:
         return self
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
