@@ -119,3 +119,18 @@ def test_cors_lets_the_named_origin_call(keyed):
                                                    "access-control-request-method": "POST"})
     assert refused.status_code == 403 and "access-control-allow-origin" not in refused.headers
 
+
+
+def test_the_sdk_sends_its_key_and_reports_the_servers_request_id(keyed):
+    from senpos_client import AuthenticationError, Client, ValidationError
+
+    url = str(keyed.base_url).rstrip("/")
+    with Client(url, api_key="key-two") as client:
+        assert client.sentiment(["A wonderful, moving film."])[0].label == "positive"
+        with pytest.raises(ValidationError) as refused:
+            client.sentiment(["   "])
+        assert refused.value.request_id and len(refused.value.request_id) >= 8
+    with Client(url, api_key="") as client, pytest.raises(AuthenticationError) as no_key:
+        client.sentiment(["fine"])
+    assert no_key.value.status == 401 and no_key.value.request_id
+    assert "SENPOS_API_KEY" in str(no_key.value)
