@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from senpos.data_root import data_root
+
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+SHARED_DATA = data_root()
 
 
 @pytest.fixture(scope="session")
