@@ -56,7 +56,7 @@ SERVER_LIMITS = {"SENPOS_MAX_ITEMS": "16", "SENPOS_MAX_TEXT_CHARS": "5000", "SEN
 @pytest.fixture(scope="session", params=["single", "split"])
 def server_url(request):
     """A real `bentoml serve` per layout (SENPOS_LAYOUT), shared by every HTTP test of the session."""
-    from .server import running_server
+    from bench.harness import running_server
 
     with running_server({**SERVER_LIMITS, "SENPOS_LAYOUT": request.param}) as url:
         yield url
