@@ -3,44 +3,29 @@ in flight, 8 s each, the server's batch sizes from /metrics.
 
     python -m bench.designs service.service:Senpos sentiment            # the shipped single-service design
     # the composition design (API service -> batching model service via bentoml.depends), from git history:
-    git worktree add /tmp/composition 40a4e02 && cp bench/designs.py bench/loadgen.py /tmp/composition/bench/
+    git worktree add /tmp/composition 40a4e02
+    cp bench/designs.py bench/harness.py bench/loadgen.py /tmp/composition/bench/
     cd /tmp/composition && python -m bench.designs service.service:Senpos score_ids SENPOS_MODEL_THREADS=1
 
-Measured 2026-11-26 on the 2-core CI machine: bench/results/design-comparison-2026-11-26.txt.
+Results: bench/results/design-comparison-2026-11-26.txt.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
 import sys
-import time
 
 import httpx
 
+from bench.harness import running_server
 from bench.loadgen import batch_stats, closed_loop, stats_delta
 from bench.payloads import reviews
-from tests.server import BENTOML, REPO, free_port
 
 
 def main() -> None:
     target, method, *overrides = sys.argv[1:]
     payloads = [{"texts": [t]} for t in reviews(2000, seed=1)]
-    env = {**os.environ, **dict(kv.split("=", 1) for kv in overrides)}
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([BENTOML, "serve", target, "--port", str(port)], cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.STDOUT, start_new_session=True, env=env)
-    try:
-        for _ in range(90):
-            try:
-                if httpx.get(f"{base}/readyz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
+    with running_server(dict(kv.split("=", 1) for kv in overrides), target=target) as base:
         asyncio.run(closed_loop(base, "/sentiment", payloads, 32, 3, 1))  # warm-up
         for concurrency in (8, 32, 64, 128):
             before = batch_stats(httpx.get(f"{base}/metrics").text, method)
@@ -48,9 +33,6 @@ def main() -> None:
             d = stats_delta(before, batch_stats(httpx.get(f"{base}/metrics").text, method))
             print(target, concurrency, r["items_per_s"], r["p50_ms"], r["p99_ms"], r["statuses"], "batch",
                   d["mean_batch"], "loadgen cpu", r["loadgen_cpu_percent"], flush=True)
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait()
 
 
 if __name__ == "__main__":

@@ -25,25 +25,20 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-import psutil
 
+from bench import report
+from bench.harness import REPO, api_workers, server_log, server_process
 from bench.loadgen import LoadPool
+from bench.measure import POS, SENTIMENT, limit_sentiment, model_alone, pos_in_process, sweep
 from bench.payloads import reviews, sentences
-from bench.profile import record, shares
-from bench.run import _model_alone, limit_sentiment, pos_in_process, sweep
-from bench.stress import api_workers, cpu_use
+from bench.usage import measured, record
 from senpos import runtime
 from service.settings import Settings
-from tests.server import server_process
-
-REPO = Path(__file__).resolve().parents[1]
-SENTIMENT, POS = REPO / "models" / "sentiment", REPO / "models" / "pos"
 
 
 def environment() -> dict:
@@ -121,60 +116,12 @@ def limit(texts: list[str], zh: list[str], seconds: float, cuda: bool) -> dict:
     if cuda:
         out["cuda"] = {"sentiment": {}, "pos": {}}
         for batch in (64, 256):
-            rate, tokenise = _model_alone(texts, seconds, threads=1, provider="cuda", max_batch=batch)
+            rate, tokenise = model_alone(texts, seconds, threads=1, provider="cuda", max_batch=batch)
             out["cuda"]["sentiment"][f"batch_{batch}_reviews_per_s"] = round(rate, 1)
             out["cuda"]["pos"][f"batch_{batch}"] = pos_in_process(zh, provider="cuda", max_batch=batch)
         out["cuda"]["sentiment"]["tokenise_reviews_per_s_one_core"] = round(tokenise, 1)
     print(f"  limit: {json.dumps(out)}", flush=True)
     return out
-
-
-class Sampler:
-    """Samples the GPU's utilisation and memory (NVML) every 0.2 s in a thread, while a measurement runs."""
-
-    def __init__(self) -> None:
-        try:
-            import pynvml
-
-            pynvml.nvmlInit()
-            self.nvml, self.handle = pynvml, pynvml.nvmlDeviceGetHandleByIndex(0)
-        except Exception:  # no NVIDIA driver here: nothing to sample
-            self.nvml = None
-
-    def __enter__(self) -> Sampler:
-        self.samples: list[tuple[int, int]] = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-        return self
-
-    def _run(self) -> None:
-        while self.nvml and not self.stop.wait(0.2):
-            util = self.nvml.nvmlDeviceGetUtilizationRates(self.handle)
-            self.samples.append((util.gpu, self.nvml.nvmlDeviceGetMemoryInfo(self.handle).used // 2**20))
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        self.thread.join()
-
-    def summary(self) -> dict | None:
-        if not self.samples:
-            return None
-        util = [u for u, _ in self.samples]
-        return {"gpu_util_mean_percent": round(sum(util) / len(util), 1), "gpu_util_max_percent": max(util),
-                "gpu_memory_used_mib_max": max(m for _, m in self.samples)}
-
-
-def measured(fn, workers: list[psutil.Process]):
-    """Run `fn()` and return its rows with the API workers' CPU use and the GPU's utilisation attached."""
-    cpu_since = cpu_use(workers)
-    with Sampler() as gpu:
-        rows = fn()
-    cpu = sorted(cpu_since()["api_workers_percent"])
-    for row in rows:
-        row["api_worker_cpu_percent"] = cpu
-        row["gpu"] = gpu.summary()
-    return rows
 
 
 def service(provider: str, layout: str, texts: list[str], zh: list[str], seconds: float, workers: int,
@@ -193,8 +140,7 @@ def service(provider: str, layout: str, texts: list[str], zh: list[str], seconds
             base, "/sentiment", singles, 1, levels["one"][:1], seconds, "sentiment", pool), procs)
         if collect:
             counts = collect()
-            out["profile_one_per_request"] = {"workers_sampled": profile_workers, "samples": dict(counts),
-                                              "table": shares(counts)}
+            out["profile_one_per_request"] = {"workers_sampled": profile_workers, "samples": dict(counts)}
         out["sentiment_one_per_request"] += measured(lambda: sweep(
             base, "/sentiment", singles, 1, levels["one"][1:], seconds, "sentiment", pool), procs)
         batches = [{"texts": texts[i : i + 64]} for i in range(0, len(texts), 64)]
@@ -210,7 +156,7 @@ def service(provider: str, layout: str, texts: list[str], zh: list[str], seconds
         for key in ("pos_one_per_request", "pos_batched_64"):
             for row in out[key]:
                 row["chars_per_s"] = round(row["items_per_s"] * chars)
-        log = (REPO / ".pytest_cache" / f"server-{base.rsplit(':', 1)[1]}.log").read_text(errors="replace")
+        log = server_log(base).read_text(errors="replace")
     out["log_lines_runs_on"] = sorted({m.group(0) for m in re.finditer(r"\S+ runs on \w+", log)})
     out["log_models_loaded"] = len(re.findall(r"(models loaded|model process): sentiment on \w+, pos on \w+", log))
     out["log_fell_back"] = len(re.findall(r"fell back to", log))
@@ -228,56 +174,6 @@ def headline(r: dict) -> dict:
                              ("pos_one_per_request", "pos_one_per_request"), ("pos_client_batched", "pos_batched_64"))}
     return {"date": r["date"][:10], "gpu": r["environment"]["gpu"], "command": r["command"],
             "layouts": {provider: s["env"]["SENPOS_LAYOUT"] for provider, s in r["service"].items()}, **best}
-
-
-def markdown(r: dict) -> str:
-    lines = [f"# GPU proof: {r['environment']['gpu'] or 'no GPU'}, {r['date']}", "",
-             f"`{r['command']}`, {r['environment']['cpus']} CPUs, onnxruntime {r['environment']['onnxruntime']} "
-             f"({', '.join(r['environment']['available_providers'])}).", ""]
-    if r.get("parity"):
-        lines += ["## Parity: CUDA against CPU, same inputs, same batches", "",
-                  "| CUDA settings | sentiment max abs diff | same label | POS max abs diff | same tag | within 1e-4 |",
-                  "|---|---|---|---|---|---|"]
-        for name, p in r["parity"].items():
-            lines.append(f"| {name} | {p['sentiment_max_abs_diff']:.2e} | {p['sentiment_same_label']}/{p['reviews']} "
-                         f"| {p['pos_max_abs_diff']:.2e} | {p['pos_same_tag']}/{p['words']} | {p['within_1e-4']} |")
-        lines.append("")
-    lim = r["limit"]
-    lines += ["## The limit: each model alone (no HTTP)", "", "| provider | sentiment reviews/s | POS model chars/s | "
-              "POS pipeline chars/s (one process) |", "|---|---|---|---|",
-              f"| CPU, best of one process / one per core | {lim['cpu']['sentiment']['reviews_per_s']} | "
-              f"{lim['cpu']['pos']['model_chars_per_s']} | {lim['cpu']['pos']['pipeline_chars_per_s']} |"]
-    for batch in (64, 256):
-        if "cuda" in lim:
-            pos, rate = lim["cuda"]["pos"][f"batch_{batch}"], lim["cuda"]["sentiment"][f"batch_{batch}_reviews_per_s"]
-            lines.append(f"| CUDA, one process, batch {batch} | {rate} | {pos['model_chars_per_s']} | "
-                         f"{pos['pipeline_chars_per_s']} |")
-    lines += ["", f"Tokenisation alone (spaCy): {lim['cpu']['sentiment']['tokenise_reviews_per_s_one_core']} reviews/s "
-              f"on one core; jieba.posseg {lim['cpu']['pos']['jieba_posseg_chars_per_s']} chars/s.", ""]
-    if r.get("conv_search"):
-        lines += ["cuDNN convolution search for the tagger (sentences/s, first pass / second): "
-                  + ", ".join(f"{k} {v['first_pass_sentences_per_s']} / {v['second_pass_sentences_per_s']}"
-                              for k, v in r["conv_search"].items()), ""]
-    lines += ["## The service", "", "| provider | run | in flight | items/s | p50 ms | p99 ms | statuses | mean batch "
-              "| worker CPU % | GPU util mean/max % |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for provider, s in r["service"].items():
-        for key in ("sentiment_one_per_request", "sentiment_batched_64", "pos_one_per_request", "pos_batched_64"):
-            for row in s[key]:
-                batches = row.get("server_batches") or {}
-                gpu = row.get("gpu") or {}
-                cpu = row["api_worker_cpu_percent"]
-                lines.append(
-                    f"| {provider} | {key} | {row['level']} | {row['items_per_s']} | {row['p50_ms']} | {row['p99_ms']} "
-                    f"| {row['statuses']} | {batches.get('mean_batch')} | {min(cpu)}-{max(cpu)} x{len(cpu)} | "
-                    f"{gpu.get('gpu_util_mean_percent', '-')}/{gpu.get('gpu_util_max_percent', '-')} |")
-    for provider, s in r["service"].items():
-        lines += ["", f"{provider}: {s['env']}, ready in {s['start_s']} s; log: {s['log_lines_runs_on']}, "
-                  f"'models loaded' x{s['log_models_loaded']}, fallbacks {s['log_fell_back']}."]
-        if s.get("profile_one_per_request"):
-            lines += ["", f"Profile of {s['profile_one_per_request']['workers_sampled']} {provider} workers during the "
-                      "first one-per-request run (py-spy, 200 Hz):", "", "| where | share |", "|---|---|",
-                      *s["profile_one_per_request"]["table"]]
-    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -302,11 +198,10 @@ def main() -> None:
     print(json.dumps(env), flush=True)
     started = time.time()
     out = args.out / ("smoke" if args.smoke else "")
-    out.mkdir(parents=True, exist_ok=True)
 
     def save() -> None:  # after every phase: a run cut short still leaves what it measured
         result["elapsed_s"] = round(time.time() - started)
-        (out / f"{args.name}.json").write_text(json.dumps(result, indent=1) + "\n")
+        report.write_json(result, out, args.name)
 
     if cuda:
         result["parity"] = parity(texts[:1000], zh[:1000])
@@ -327,9 +222,8 @@ def main() -> None:
             save()
     finally:
         pool.close()
-    (out / "gpu-latest.json").write_text(json.dumps(headline(result), indent=1) + "\n")
-    (out / f"{args.name}.md").write_text(markdown(result))
-    print(markdown(result), flush=True)
+    report.write_json(headline(result), out, "gpu-latest")
+    report.write(result, out, args.name, report.gpu)
 
 
 if __name__ == "__main__":

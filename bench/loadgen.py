@@ -2,9 +2,8 @@
 
 Open-loop latency is measured from each request's *scheduled* send time, so a server that falls behind
 shows its queueing in the numbers (no coordinated omission). Every run is bounded in count and time.
-aiohttp, not httpx: on this 2-core machine an httpx client used 29% CPU at 32 connections (aiohttp: 7-12%) and
-its throughput fell as concurrency rose, which looked like a server collapse that was not there
-(bench/results/design-comparison-2026-11-26.txt).
+aiohttp, not httpx: an httpx client cost several times the CPU per request, and on a small machine its own limit
+read as a server collapse that was not there (bench/results/design-comparison-2026-11-26.txt).
 """
 
 from __future__ import annotations
@@ -144,9 +143,8 @@ async def open_loop(base: str, path: str, payloads: list[dict], rate: float, sec
                     items_per_request: int, timeout: float = 30.0, max_in_flight: int = 2000) -> RunResult:
     """Requests scheduled at a constant `rate`; latency counts from the scheduled time."""
     result = RunResult("open", rate, items_per_request, 0.0)
-    # Only the requests in flight are kept: holding every finished task (225k in a 10-min soak) made the load
-    # generator's full garbage collections walk them all, a stall that grew through the run and read as the
-    # server's latency.
+    # Only the requests in flight are kept: holding every finished task made the load generator's full garbage
+    # collections walk them all, a stall that grew through a long run and read as the server's latency (README.md).
     in_flight: set[asyncio.Task] = set()
     with _full_collections(result):
         async with _session(base, timeout, max_in_flight) as client:

@@ -1,24 +1,25 @@
 """Real payloads: IMDB reviews (their natural length distribution) and PFR dev sentences.
 
-Read from ../shared/data, or from $SENPOS_DATA (same layout: a machine without the shared folder, like a GPU box);
-falls back to the tiny test fixtures when neither exists (smoke runs only).
+Read from `senpos.data_root.data_root()` ($SENPOS_DATA, else ../shared/data); a smoke run falls back to the tiny
+test fixtures when the data is not there.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
-import os
 import random
 from pathlib import Path
 
+from senpos.data_root import data_root
+
 REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("SENPOS_DATA") or REPO.parent / "shared" / "data")
+DATA = data_root()
 
 
 def _source(path: Path, fixture: str, smoke: bool) -> Path:
     """The real data, or the fixture in a smoke run. A real run never falls back to the fixture: its numbers
-    would look like a benchmark and be about a handful of short texts (a GPU run lost its data once, silently)."""
+    would look like a benchmark and be about a handful of short texts."""
     if path.exists():
         return path
     if smoke:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import re
 import signal
@@ -20,64 +19,18 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import numpy as np
-import psutil
 
+from bench import report
+from bench.harness import REPO, api_workers, server_process
 from bench.loadgen import closed_loop, open_loop
 from bench.payloads import reviews
-from tests.server import server_process
+from bench.usage import cpu_use, tree_rss_mb
 
-REPO = Path(__file__).resolve().parents[1]
 SHED = {"200", "429", "503"}
-
-
-def _tree(pid: int) -> list[psutil.Process]:
-    root = psutil.Process(pid)
-    return [root, *root.children(recursive=True)]
-
-
-def _safe(fn, default):
-    try:
-        return fn()
-    except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
-        return default  # a worker that is exiting or being restarted
-
-
-def tree_rss_mb(pid: int) -> float:
-    return sum(_safe(lambda p=p: p.memory_info().rss, 0) for p in _tree(pid)) / 2**20
-
-
-def api_workers(pid: int) -> list[psutil.Process]:
-    """The API (Senpos) worker processes."""
-    return [p for p in _tree(pid) if "_bentoml_impl.worker.service" in " ".join(_safe(p.cmdline, []))]
-
-
-def cpu_use(workers: list[psutil.Process]) -> Callable[[], dict]:
-    """Start counting CPU time; each call of the returned function says how busy the machine was (% of all its
-    cores) and each of `workers` (% of one core) since the start or the call before: where the cores went.
-    (Deltas of CPU times, not psutil.cpu_percent: that keeps its last sample per thread, and a sampler thread's
-    first reading came back 0.)"""
-
-    def now() -> tuple[float, float, float, list[float]]:
-        t = psutil.cpu_times()
-        worker_s = [_safe(lambda w=w: sum(w.cpu_times()[:2]), 0.0) for w in workers]
-        return time.monotonic(), sum(t) - t.idle - getattr(t, "iowait", 0.0), sum(t), worker_s
-
-    last = now()
-
-    def read() -> dict:
-        nonlocal last
-        (t0, busy0, all0, w0), (t1, busy1, all1, w1) = last, now()
-        last = (t1, busy1, all1, w1)
-        return {"machine_busy_percent": round(100 * (busy1 - busy0) / max(all1 - all0, 1e-9), 1),
-                "api_workers_percent": [max(0, round(100 * (b - a) / max(t1 - t0, 1e-9)))
-                                        for a, b in zip(w0, w1, strict=True)]}
-
-    return read
 
 
 def saturation(base: str, pid: int, payloads: list[dict], seconds: float, p99_budget_ms: float = 500) -> dict:
@@ -85,8 +38,8 @@ def saturation(base: str, pid: int, payloads: list[dict], seconds: float, p99_bu
     is an upper bound: a closed loop waits for answers, so it never offers more than is served. Open-loop runs of
     `seconds` each then step down from 90% of it; the first rate served in full (every answer 200, goodput >= 97%
     of the offered rate, p99 within `p99_budget_ms`, so no queue builds up) is the saturation rate that the
-    overload and soak runs are multiples of. The windows must be long: 15-s windows read 538 req/s on 2 shared
-    cores, where 512 req/s held for 60 s gave p99 684 ms."""
+    overload and soak runs are multiples of. The windows must be long: a short window passes rates at which a
+    long one shows a queue building up (README.md, the stress results)."""
     asyncio.run(closed_loop(base, "/sentiment", payloads, 32, min(seconds, 5), 1))  # warm-up
     peak = asyncio.run(closed_loop(base, "/sentiment", payloads, 64, min(seconds, 15), 1)).summary()["items_per_s"]
     tried = []
@@ -210,49 +163,6 @@ def graceful_shutdown(proc: subprocess.Popen, base: str, payloads: list[dict], s
             "after_shutdown": "connection refused" if any("Connect" in str(k) for k in run.statuses) else "no refusals"}
 
 
-PIPE = "\\|"  # a literal | inside a markdown table cell
-
-
-def _busy(cpu: dict) -> str:
-    return f"machine {cpu['machine_busy_percent']:.0f}% busy, API workers {cpu['api_workers_percent']}% of a core"
-
-
-def markdown(r: dict) -> str:
-    o, so, k, t, st, sat = r["overload"], r["soak"], r["kill_worker"], r["sigterm"], r["schemathesis"], r["saturation"]
-    steps = "; ".join(f"{x['rate']} req/s: {x['items_per_s']}/s served, p99 {x['p99_ms']} ms, {x['statuses']}, "
-                      f"{_busy(x)}, load generator {x['loadgen_cpu_percent']}%" for x in sat["tried"])
-    busy = [w["machine_busy_percent"] for w in so["cpu_per_window"]] or [float("nan")]
-    return "\n".join([
-        f"# Stress and faults, {r['date']}", "", f"`{r['command']}`, {r['cpus']} CPUs, loopback only. "
-        f"Saturation, the highest open-loop rate served in full over {sat['window_s']:g} s (one review per request; "
-        f"every answer 200, goodput >= 97%, p99 <= {sat['p99_budget_ms']:g} ms): {sat['rate']} req/s, searched down "
-        f"from the closed-loop peak at 64 in flight, {sat['closed_loop_peak']} reviews/s. Steps: {steps}.", "",
-        "| run | result | requirement met |", "|---|---|---|",
-        f"| schemathesis, `{st['command'].replace('|', PIPE)}` | {st['summary']} | {'yes' if st['passed'] else 'NO'} |",
-        f"| overload: {o['offered_per_s']} req/s (4x) for {o['seconds']:g} s | statuses {o['statuses']}; "
-        f"goodput {o['items_per_s']}/s; refusals p50 {o['refusal_p50_ms']} ms, p99 {o['refusal_p99_ms']} ms from "
-        f"the scheduled send (p50 {o.get('refusal_after_send_p50_ms')}, p99 {o.get('refusal_after_send_p99_ms')} ms "
-        "from the actual send) "
-        f"({o['server_shed_count']:g} counted by the server's senpos_shed_requests_total; the load generator, "
-        f"{o['loadgen_cpu_percent']}% CPU, sent p99 {o.get('loadgen_send_lag_p99_ms')} ms late; {_busy(o)}); "
-        f"{o['after_load_items_per_s_5s']}/s in the 5 s after | "
-        f"only 200/429/503: {'yes' if o['only_200_429_503'] else 'NO'}; back to full throughput in 5 s: "
-        f"{'yes' if o['recovered_within_5s'] else 'NO'}; refusals fast (p99 < 1 s): "
-        f"{'yes' if (o['refusal_p99_ms'] or 0) < 1000 else 'NO'} from the schedule, "
-        f"{'yes' if (o.get('refusal_after_send_p99_ms') or 0) < 1000 else 'NO'} from the send |",
-        f"| soak: {so['rate_per_s']} req/s (70%) for {so['duration_s']} s | {so['statuses']}; RSS {so['rss_mb'][0]} -> "
-        f"{so['rss_mb'][-1]} MB ({100 * so['rss_growth']:.1f}%); p99 per window {so['p99_ms_per_window']} ms; "
-        f"machine {min(busy):.0f}-{max(busy):.0f}% busy per window | "
-        f"zero errors: {'yes' if so['errors'] == 0 else 'NO'}; memory growth < 10%: "
-        f"{'yes' if so['rss_growth'] < 0.1 else 'NO'}; latency stable (no window's p99 over twice the median's): "
-        f"{'yes' if so['latency_stable'] else 'NO'} |",
-        f"| SIGKILL of a worker under load (16 in flight) | {k['statuses']}, {k['failed_requests']} failed; "
-        f"serving again {k['recovered_s_after_load']} s after the load | "
-        f"recovered on its own: {'yes' if k['recovered'] else 'NO'} |",
-        f"| SIGTERM under load (16 in flight) | {t['statuses']}; exit code {t['server_exit_code']} | no 5xx: "
-        f"{'yes' if t['5xx'] == 0 else 'NO'}; afterwards: {t['after_shutdown']} |", ""])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true")
@@ -278,11 +188,8 @@ def main() -> None:
         print("kill_worker", result["kill_worker"], flush=True)
         result["sigterm"] = graceful_shutdown(proc, base, payloads, 4 if smoke else 12)
         print("sigterm", result["sigterm"], flush=True)
-    out = REPO / "bench" / "results" / ("smoke" if smoke else "")
-    out.mkdir(parents=True, exist_ok=True)
-    name = "stress-" + time.strftime("%Y-%m-%d")
-    (out / f"{name}.json").write_text(json.dumps(result, indent=2))
-    (out / f"{name}.md").write_text(markdown(result))
+    report.write(result, REPO / "bench" / "results" / ("smoke" if smoke else ""), "stress-" + time.strftime("%Y-%m-%d"),
+                 report.stress)
 
 
 if __name__ == "__main__":

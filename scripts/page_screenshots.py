@@ -15,8 +15,8 @@ sys.path.insert(0, str(REPO))
 
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
+from bench.harness import running_server  # noqa: E402
 from tests.browser import launch  # noqa: E402
-from tests.server import running_server  # noqa: E402
 
 SHOTS = {
     "page-sentiment.png": ({"task": "sentiment", "text": "The first hour is slow and the dialogue is clumsy. But the "

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from senpos.data_root import data_root
+
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+SHARED_DATA = data_root()
 
 
 @pytest.fixture(scope="session")
@@ -54,7 +56,7 @@ SERVER_LIMITS = {"SENPOS_MAX_ITEMS": "16", "SENPOS_MAX_TEXT_CHARS": "5000", "SEN
 @pytest.fixture(scope="session", params=["single", "split"])
 def server_url(request):
     """A real `bentoml serve` per layout (SENPOS_LAYOUT), shared by every HTTP test of the session."""
-    from .server import running_server
+    from bench.harness import running_server
 
     with running_server({**SERVER_LIMITS, "SENPOS_LAYOUT": request.param}) as url:
         yield url

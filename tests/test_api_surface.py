@@ -1,5 +1,5 @@
 """What a user of the HTTP API sees besides the answers: /info, the OpenAPI document, request ids, UTF-8 and
-gzip, API keys and CORS. Against the real server (tests/server.py)."""
+gzip, API keys and CORS. Against the real server (bench/harness.py)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ import httpx
 import pytest
 
 import senpos
+from bench.harness import running_server
 from service.settings import REPO
-
-from .server import running_server
 
 POS = "江泽民发表1998年新年讲话。"
 

@@ -85,3 +85,12 @@ def test_a_real_run_never_falls_back_to_the_fixtures(monkeypatch, tmp_path):
     with pytest.raises(SystemExit, match="needs the real data"):
         payloads.sentences(10)
     assert len(payloads.reviews(10, smoke=True)) == 10 and len(payloads.sentences(10, smoke=True)) == 10
+
+
+def test_profile_smoke():
+    _run("bench.profile", "profile-*")
+    (result,) = [json.loads(p.read_text()) for p in SMOKE.glob("profile-*.json")]
+    assert set(result["runs"]) == {"/sentiment (IMDB reviews)", "/pos-tag (PFR dev sentences)"}
+    for run in result["runs"].values():  # py-spy saw the workers busy, under a load that was served
+        assert run["items_per_s"] > 0 and sum(run["samples"].values()) > 0, run
+    assert "| onnxruntime (the model) |" in (SMOKE / f"profile-{result['date']}.md").read_text()

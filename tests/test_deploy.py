@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bench.harness import serve_command
 from service.settings import SERVE_TARGET
 
 from .conftest import REPO, SHARED_DATA
-from .server import serve_command
 
 DOCKERFILES = [REPO / "docker" / "Dockerfile.cpu", REPO / "docker" / "Dockerfile.gpu"]
 COMPOSE_SCHEMA = SHARED_DATA.parent / "schemas" / "compose-spec.json"

@@ -8,7 +8,7 @@ import asyncio
 import httpx
 import pytest
 
-from .server import running_server
+from bench.harness import running_server
 
 LONG = "A long, careful and mostly admiring review of a film that runs too long. " * 40
 ENV = {"SENPOS_API_WORKERS": "1", "SENPOS_MAX_QUEUE_MS": "1", "SENPOS_KEEPALIVE_REQUESTS": "1"}

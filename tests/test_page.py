@@ -9,10 +9,10 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from bench.harness import REPO, running_server
 from senpos.pos_tags import PFR_TAGS, UPOS_NAMES
 
 from .browser import CHROMIUM, launch
-from .server import REPO, running_server
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH: `make test` installs Debian's "
                                                          "chromium package (apt-get install chromium)")

@@ -1,4 +1,4 @@
-"""The real server over HTTP: `bentoml serve` in a subprocess on a free port (tests/server.py)."""
+"""The real server over HTTP: `bentoml serve` in a subprocess on a free port (bench/harness.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import subprocess
 import httpx
 import pytest
 
-from .server import REPO, serve_command
+from bench.harness import REPO, serve_command
 
 POS = "江泽民发表1998年新年讲话。"
 

@@ -21,11 +21,11 @@ import httpx
 import numpy as np
 import pytest
 
+from bench.harness import BENTOML, free_port, running_server, server_process
 from senpos.pos import PosTagger
 from senpos.sentiment import SentimentPredictor
 
 from .conftest import FIXTURES, REPO, SHARED_DATA
-from .server import BENTOML, free_port, running_server, server_process
 
 REVIEW = "A decent film with a strong cast, though the second half drags and the ending is predictable. " * 3
 MAXIMAL_POS = 16_000  # the default SENPOS_MAX_REQUEST_CHARS for /pos-tag

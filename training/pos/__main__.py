@@ -7,9 +7,10 @@ import json
 import logging
 from pathlib import Path
 
+from senpos.data_root import data_root
 from training.cli import add_dataclass_args, pick
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "zh_pos" / "pfr1998_01"
+DEFAULT_DATA = data_root() / "zh_pos" / "pfr1998_01"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -19,10 +19,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from senpos.data_root import data_root
 from senpos.pos import WORD_CACHE, PosTagger
 from training.pos.data import load_sentences
 
-DEFAULT_DEV = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "zh_pos" / "pfr1998_01" / "dev.jsonl.gz"
+DEFAULT_DEV = data_root() / "zh_pos" / "pfr1998_01" / "dev.jsonl.gz"
 
 
 def _chunks(items: list, size: int) -> list[list]:

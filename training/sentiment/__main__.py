@@ -7,10 +7,11 @@ import json
 import logging
 from pathlib import Path
 
+from senpos.data_root import data_root
 from training.cli import add_dataclass_args, pick
 from training.sentiment.data import IMDB_MD5, IMDB_URL
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "imdb"
+DEFAULT_DATA = data_root() / "imdb"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,5 +1,5 @@
-"""Model-alone CPU throughput of one or more sentiment model directories, measured as `bench/run.py`'s
-`limit_sentiment` does it (the same 2,000 bench reviews, pre-tokenised, planned batches; the larger of one
+"""Model-alone CPU throughput of one or more sentiment model directories, measured by the benchmark's own
+`bench.measure.limit_sentiment` (the same 2,000 bench reviews, pre-tokenised, planned batches; the larger of one
 process on all cores and one single-threaded process per core), with the models measured in turn, twice,
 so that two models are compared under the same load.
 
@@ -10,41 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
-import os
 import time
-
-
-def _model_alone(model_dir: str, texts: list[str], seconds: float, threads: int, start=None, out=None) -> float:
-    from senpos.sentiment import SentimentPredictor
-
-    predictor = SentimentPredictor(model_dir, threads=threads, provider="cpu", max_batch=64)
-    seqs = predictor.encode_many(texts)
-    predictor.predict_ids(seqs[:64])
-    if start is not None:
-        start.wait()  # every process measures over the same seconds
-    done, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        predictor.predict_ids(seqs)
-        done += len(seqs)
-    rate = done / (time.perf_counter() - t0)
-    if out is not None:
-        out.put(rate)
-    return rate
-
-
-def limit(model_dir: str, texts: list[str], seconds: float) -> dict:
-    one_process = _model_alone(model_dir, texts, seconds, threads=0)
-    ctx, cpus = mp.get_context("spawn"), os.cpu_count() or 1
-    start, out = ctx.Barrier(cpus), ctx.Queue()
-    procs = [ctx.Process(target=_model_alone, args=(model_dir, texts, seconds, 1, start, out)) for _ in range(cpus)]
-    for p in procs:
-        p.start()
-    per_core = sum(out.get(timeout=seconds + 300) for _ in procs)
-    for p in procs:
-        p.join()
-    return {"reviews_per_s": round(max(one_process, per_core), 1), "one_process_all_cores": round(one_process, 1),
-            "one_process_per_core": round(per_core, 1)}
 
 
 def interleaved(models: list[str], texts: list[str], seconds: float, slices: int = 10) -> dict:
@@ -68,6 +34,7 @@ def interleaved(models: list[str], texts: list[str], seconds: float, slices: int
 
 
 def main() -> None:
+    from bench.measure import limit_sentiment
     from bench.payloads import reviews
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -83,7 +50,7 @@ def main() -> None:
     results: dict[str, list[dict]] = {m: [] for m in args.models}
     for _ in range(args.rounds):
         for m in args.models:
-            results[m].append(limit(m, texts, args.seconds))
+            results[m].append(limit_sentiment(texts, args.seconds, model_dir=m))
             print(m, results[m][-1], flush=True)
     print(json.dumps(results, indent=2))
 

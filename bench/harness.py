@@ -1,0 +1,120 @@
+"""Servers for the tests and the benchmarks: the real one (`bentoml serve`, the command the container runs) and
+the peers, each on a free port in a process session of its own, ready before it is used, stopped after."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+import psutil
+
+from service.settings import SERVE_TARGET
+
+REPO = Path(__file__).resolve().parents[1]
+BENTOML = str(Path(sys.executable).with_name("bentoml"))
+LOGS = REPO / ".pytest_cache"  # each server's output and BENTOML_HOME, named by its port
+
+
+def serve_command(port: int, target: str = SERVE_TARGET) -> list[str]:
+    return [BENTOML, "serve", target, "--port", str(port)]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def server_log(base: str) -> Path:
+    """The output of the server at `base` that `server_process` started."""
+    return LOGS / f"server-{base.rsplit(':', 1)[1]}.log"
+
+
+def readyz(base: str) -> bool:
+    return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
+
+
+def answers_sentiment(base: str) -> bool:
+    """Ready for a peer that has no readiness probe: it answers a review (the request also warms it up)."""
+    return httpx.post(f"{base}/sentiment", json={"texts": ["warm up"]}, timeout=5).status_code == 200
+
+
+@contextmanager
+def running_server(env: dict[str, str] | None = None, ready_timeout: float = 120.0,
+                   target: str = SERVE_TARGET) -> Iterator[str]:
+    """Yield the base URL of a ready server; its output goes to `server_log(base)`."""
+    with server_process(env, ready_timeout, target) as (base, _):
+        yield base
+
+
+@contextmanager
+def server_process(env: dict[str, str] | None = None, ready_timeout: float = 120.0,
+                   target: str = SERVE_TARGET) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Yield (base URL, the `bentoml serve` Popen) of a ready server, for callers that signal it."""
+    port = free_port()
+    LOGS.mkdir(exist_ok=True)
+    # Each server gets its own BENTOML_HOME: `bentoml serve` wipes $BENTOML_HOME/prometheus_multiproc_dir at
+    # start, so a second server sharing it would leave the first one's /metrics frozen.
+    env = {"BENTOML_HOME": str(LOGS / f"bentoml-home-{port}"), **(env or {})}
+    with open(LOGS / f"server-{port}.log", "w+") as log, \
+            started(serve_command(port, target), port, readyz, env, ready_timeout, log) as served:
+        yield served
+
+
+@contextmanager
+def started(cmd: list[str], port: int, ready: Callable[[str], bool], env: dict[str, str] | None = None,
+            ready_timeout: float = 120.0, output: IO | int = subprocess.DEVNULL,
+            poll_s: float = 0.5) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Run `cmd` (a server on `port`) in its own process session; yield (base URL, Popen) once `ready(base)`
+    holds; then stop the whole session, SIGTERM first, so that no worker outlives it."""
+    proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **(env or {})}, stdout=output,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + ready_timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{cmd[1:3]} exited with {proc.returncode} before it was ready")
+            try:
+                if ready(base):
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{cmd[1:3]} not ready after {ready_timeout}s")
+            time.sleep(poll_s)
+        yield base, proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 15)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, 9)
+                proc.wait()
+
+
+def if_alive(fn: Callable[[], Any], default: Any) -> Any:
+    """`fn()`, or `default` when its process is exiting or being restarted."""
+    try:
+        return fn()
+    except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+        return default
+
+
+def process_tree(pid: int) -> list[psutil.Process]:
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
+def api_workers(pid: int) -> list[psutil.Process]:
+    """The API (Senpos) worker processes of the server whose `bentoml serve` is `pid`."""
+    return [p for p in process_tree(pid) if "_bentoml_impl.worker.service" in " ".join(if_alive(p.cmdline, []))]
