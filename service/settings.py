@@ -2,8 +2,8 @@
 
 | variable | default | meaning |
 |---|---|---|
-| SENPOS_SENTIMENT_MODEL | models/sentiment | sentiment model directory |
-| SENPOS_POS_MODEL | models/pos | POS model directory |
+| SENPOS_SENTIMENT_MODEL | (see below) | sentiment model directory |
+| SENPOS_POS_MODEL | (see below) | POS model directory |
 | SENPOS_MAX_ITEMS | 256 | items per request |
 | SENPOS_MAX_TEXT_CHARS | 100000 | characters per text (or per word list, summed) |
 | SENPOS_MAX_BODY_BYTES | 16777216 | request body size (413 above it) |
@@ -20,6 +20,10 @@
 | SENPOS_LAYOUT | auto | single: each API worker runs the models; split: one model process for all; auto: CUDA: split |
 | SENPOS_MODEL_ADDRESS | (a local socket) | split: the model process's unix:///path or tcp://host:port |
 | SENPOS_MAX_REQUEST_CHARS | sentiment=200000,pos=16000 | characters per request, all items together (413 above) |
+
+Each model's directory: SENPOS_*_MODEL when set, else the latest `senpos-sentiment` / `senpos-pos` in BentoML's
+model store when it has one (a built Bento carries its own; `make models-import` fills $BENTOML_HOME's), else
+the repository's models/sentiment and models/pos (service/model_store.py).
 """
 
 from __future__ import annotations
@@ -70,10 +74,21 @@ def _path(name: str, default: str) -> Path:
     return path if path.is_absolute() else REPO / path
 
 
+def _model_dir(name: str, model: str, default: str) -> tuple[Path, str]:
+    """(directory, the store's tag or "" when the directory is not the store's): see the module docstring."""
+    if os.environ.get(name):
+        return _path(name, default), ""
+    from service.model_store import stored_model  # imports bentoml: only when no directory is given
+
+    stored = stored_model(model)
+    return (Path(stored.path), str(stored.tag)) if stored else (REPO / default, "")
+
+
 @dataclass(frozen=True)
 class Settings:
     sentiment_model: Path
     pos_model: Path
+    store_tags: dict[str, str]  # model -> its tag in BentoML's model store, for the models served from there
     max_items: int
     max_text_chars: int
     max_body_bytes: int
@@ -93,9 +108,13 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
+        (sentiment_model, sentiment_tag), (pos_model, pos_tag) = (
+            _model_dir("SENPOS_SENTIMENT_MODEL", "sentiment", "models/sentiment"),
+            _model_dir("SENPOS_POS_MODEL", "pos", "models/pos"))
         return cls(
-            sentiment_model=_path("SENPOS_SENTIMENT_MODEL", "models/sentiment"),
-            pos_model=_path("SENPOS_POS_MODEL", "models/pos"),
+            sentiment_model=sentiment_model,
+            pos_model=pos_model,
+            store_tags={m: tag for m, tag in (("sentiment", sentiment_tag), ("pos", pos_tag)) if tag},
             max_items=_int("SENPOS_MAX_ITEMS", 256),
             max_text_chars=_int("SENPOS_MAX_TEXT_CHARS", 100_000),
             max_body_bytes=_int("SENPOS_MAX_BODY_BYTES", 16 * 2**20),

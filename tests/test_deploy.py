@@ -38,6 +38,7 @@ def test_dockerfile_runs_as_non_root_with_models_and_healthcheck(dockerfile):
     users = re.findall(r"^USER (\S+)", text, re.M)
     assert users and users[-1] not in ("root", "0")
     assert "COPY models/sentiment/" in text and "COPY models/pos/" in text
+    assert "COPY service/ service/" in text  # all of it: the page's static files too
     assert re.search(r"^HEALTHCHECK .*\n?.*/readyz", text, re.M)
 
 
@@ -47,16 +48,26 @@ def test_dockerfiles_pass_hadolint():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def _requirements(name: str) -> set[str]:
+def _requirements(name: str) -> dict[str, str]:
+    """Package name -> its whole line, for one requirements file."""
     lines = (REPO / "requirements" / name).read_text().splitlines()
-    return {re.split(r"[=<> ]", x)[0] for x in lines if x.strip() and not x.startswith(("#", "-r"))}
+    return {re.split(r"[=<> ]", x)[0]: x for x in lines if x.strip() and not x.startswith("#")}
 
 
 def test_never_both_onnxruntimes_and_never_torch():
-    common, cpu, gpu = _requirements("serve.txt"), _requirements("serve-cpu.txt"), _requirements("serve-gpu.txt")
-    assert "onnxruntime" in cpu and "onnxruntime-gpu" not in cpu | common
-    assert "onnxruntime-gpu" in gpu and "onnxruntime" not in gpu | common
-    assert "torch" not in common | cpu | gpu
+    cpu, gpu = _requirements("serve-cpu.txt"), _requirements("serve-gpu.txt")
+    assert "onnxruntime" in cpu and "onnxruntime-gpu" not in cpu
+    assert "onnxruntime-gpu" in gpu and "onnxruntime" not in gpu
+    assert "torch" not in cpu | gpu
+
+
+def test_cpu_and_gpu_requirements_differ_only_in_onnxruntime():
+    cpu, gpu = _requirements("serve-cpu.txt"), _requirements("serve-gpu.txt")
+    assert cpu.keys() - {"onnxruntime"} == gpu.keys() - {"onnxruntime-gpu"}
+    assert all(cpu[name] == gpu[name] for name in cpu.keys() - {"onnxruntime"})
+    assert cpu["onnxruntime"].split("==")[1] == gpu["onnxruntime-gpu"].split("==")[1]
+    # `bentoml build` copies only the named file into the Bento: a nested -r/-c file would not be there.
+    assert not any(line.startswith("-") for line in [*cpu, *gpu])
 
 
 @pytest.mark.parametrize("name,requirements", [("bentofile.yaml", "serve-cpu.txt"),
@@ -65,7 +76,10 @@ def test_bentofiles(name, requirements):
     bento = yaml.safe_load((REPO / name).read_text())
     assert bento["service"] == SERVE_TARGET
     assert bento["python"]["requirements_txt"].endswith(requirements)
-    assert {"models/sentiment/*", "models/pos/*"} <= set(bento["include"])
+    # The models come from BentoML's model store (tests/test_bento.py builds both), the page's files with service/.
+    assert bento["models"] == ["senpos-sentiment:latest", "senpos-pos:latest"]
+    assert not any(x.startswith("models/") for x in bento["include"])
+    assert {"service/**/*.py", "service/static/*"} <= set(bento["include"])
 
 
 @pytest.mark.skipif(not COMPOSE_SCHEMA.exists(), reason="no ../shared/schemas/compose-spec.json")
