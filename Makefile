@@ -35,6 +35,11 @@ bento: models-import
 	$(BIN)/bentoml build -f bentofile.yaml
 	$(BIN)/bentoml build -f bentofile.gpu.yaml
 
+# The CPU image and docker-compose.yml on a real Docker engine (root on Debian: it installs Docker if missing and
+# starts and stops its own dockerd; scripts/test-container.sh says what it checks). CI runs it after make test.
+test-container:
+	scripts/test-container.sh
+
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 
