@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 INSTALL := $(PIP) install -q -c constraints.txt $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
 
-.PHONY: serve test lint browser bench stress lock clean
+.PHONY: serve test lint browser bench stress lock clean models-import bento test-container
 RAY := .venv-ray/bin/python
 
 $(BIN)/python:
@@ -24,6 +24,21 @@ $(VENV)/.dev: pyproject.toml constraints.txt client/pyproject.toml | $(BIN)/pyth
 
 serve: $(VENV)/.serve
 	PORT=$(PORT) $(BIN)/bentoml serve service.service:Senpos --port $(PORT)
+
+# The shipped models into BentoML's model store ($BENTOML_HOME, default ~/bentoml) as senpos-sentiment and
+# senpos-pos; once there, `make serve` and the Bentos use the store's (service/model_store.py says which wins).
+models-import: $(VENV)/.serve
+	$(BIN)/python -m service.model_store
+
+# Both Bentos (CPU: senpos, GPU: senpos-gpu), carrying the store's models.
+bento: models-import
+	$(BIN)/bentoml build -f bentofile.yaml
+	$(BIN)/bentoml build -f bentofile.gpu.yaml
+
+# The CPU image and docker-compose.yml on a real Docker engine (root on Debian: it installs Docker if missing and
+# starts and stops its own dockerd; scripts/test-container.sh says what it checks). CI runs it after make test.
+test-container:
+	scripts/test-container.sh
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

@@ -45,10 +45,22 @@ def headline_metrics(model: str, directory: Path) -> dict[str, float]:
     return out
 
 
+def directory_digest(path: Path) -> str:
+    """One sha256 over every file's name and contents."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(f"{file.relative_to(path).as_posix()}\0{file_sha256(file)}\n".encode())
+    return digest.hexdigest()
+
+
+def model_version(directory: Path) -> str:
+    """The first 12 hex digits of the directory's digest: the same files have the same version wherever they are
+    found (the repository, BentoML's model store, an image), and any changed file gives a new one."""
+    return directory_digest(directory)[:12]
+
+
 @functools.cache
 def model_identity(model: str, directory: Path) -> dict[str, Any]:
-    """`{"name", "version", "sha256", "metrics"}`; the version is the sha256's first 12 hex digits, so the same
-    weights have the same version wherever they are found (repository, model store or image)."""
-    sha = file_sha256(directory / "model.onnx")
-    return {"name": NAMES[model], "version": sha[:12], "sha256": sha,
+    """`{"name", "version", "sha256" (of model.onnx), "metrics"}`."""
+    return {"name": NAMES[model], "version": model_version(directory), "sha256": file_sha256(directory / "model.onnx"),
             "metrics": headline_metrics(model, directory)}

@@ -38,6 +38,7 @@ from service.middleware import (
 )
 from service.model_client import ModelClient
 from service.model_server import ModelServer
+from service.model_store import declared_models
 from service.openapi import describe
 from service.page import page_app
 from service.pipeline import Pipeline
@@ -153,6 +154,8 @@ class SenposModels:
     """The `split` layout's model process: both models and their batching queues, fed by every API worker over
     SENPOS_MODEL_ADDRESS (service/model_server.py)."""
 
+    stored_sentiment, stored_pos = declared_models(SETTINGS.store_tags)  # the store's models: a Bento carries them
+
     def __init__(self) -> None:
         english, chinese = load_models()
         log.info("model process: sentiment on %s, pos on %s", english.provider, chinese.provider)
@@ -180,6 +183,7 @@ class SenposModels:
 class Senpos:
     """English sentiment and Chinese POS tagging."""
 
+    stored_sentiment, stored_pos = declared_models(SETTINGS.store_tags)  # the store's models: a Bento carries them
     if LAYOUT == "split" and not SETTINGS.model_address:
         models = bentoml.depends(SenposModels)  # started beside the API workers by `bentoml serve`
 

@@ -2,6 +2,10 @@
 
 `CONFIG` is the one table of them, defaults included: the README's configuration table is printed from it
 (`python -m service.settings`), and tests/test_settings.py fails when the two differ.
+
+Each model's directory: SENPOS_*_MODEL when set, else the latest `senpos-sentiment` / `senpos-pos` in BentoML's
+model store when it has one (a built Bento carries its own; `make models-import` fills $BENTOML_HOME's), else
+the repository's models/sentiment and models/pos (service/model_store.py).
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ REPO = Path(__file__).resolve().parents[1]
 SERVE_TARGET = "service.service:Senpos"  # `bentoml serve <this>`: make serve, the tests and the containers
 
 CONFIG: tuple[tuple[str, str, str], ...] = (  # variable, default, meaning
-    ("SENPOS_SENTIMENT_MODEL", "models/sentiment", "sentiment model directory"),
-    ("SENPOS_POS_MODEL", "models/pos", "POS model directory"),
+    ("SENPOS_SENTIMENT_MODEL", "models/sentiment", "sentiment model directory; unset, the model store's latest "
+     "`senpos-sentiment` is used when there is one (`make models-import`, a built Bento)"),
+    ("SENPOS_POS_MODEL", "models/pos", "POS model directory; unset, the model store's latest `senpos-pos` when "
+     "there is one"),
     ("SENPOS_MAX_ITEMS", "256", "items per request"),
     ("SENPOS_MAX_TEXT_CHARS", "100000", "characters per text (or per word list)"),
     ("SENPOS_MAX_REQUEST_CHARS", "sentiment=200000,pos=16000",
@@ -100,10 +106,21 @@ def _path(name: str) -> Path:
     return path if path.is_absolute() else REPO / path
 
 
+def _model_dir(name: str, model: str) -> tuple[Path, str]:
+    """(directory, the store's tag or "" when the directory is not the store's): see the module docstring."""
+    if os.environ.get(name):
+        return _path(name), ""
+    from service.model_store import stored_model  # imports bentoml: only when no directory is given
+
+    stored = stored_model(model)
+    return (Path(stored.path), str(stored.tag)) if stored else (_path(name), "")
+
+
 @dataclass(frozen=True)
 class Settings:
     sentiment_model: Path
     pos_model: Path
+    store_tags: dict[str, str]  # model -> its tag in BentoML's model store, for the models served from there
     max_items: int
     max_text_chars: int
     max_body_bytes: int
@@ -125,9 +142,13 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
+        (sentiment_model, sentiment_tag), (pos_model, pos_tag) = (
+            _model_dir("SENPOS_SENTIMENT_MODEL", "sentiment"),
+            _model_dir("SENPOS_POS_MODEL", "pos"))
         return cls(
-            sentiment_model=_path("SENPOS_SENTIMENT_MODEL"),
-            pos_model=_path("SENPOS_POS_MODEL"),
+            sentiment_model=sentiment_model,
+            pos_model=pos_model,
+            store_tags={m: tag for m, tag in (("sentiment", sentiment_tag), ("pos", pos_tag)) if tag},
             max_items=_int("SENPOS_MAX_ITEMS"),
             max_text_chars=_int("SENPOS_MAX_TEXT_CHARS"),
             max_body_bytes=_int("SENPOS_MAX_BODY_BYTES"),

@@ -38,6 +38,7 @@ def test_dockerfile_runs_as_non_root_with_models_and_healthcheck(dockerfile):
     users = re.findall(r"^USER (\S+)", text, re.M)
     assert users and users[-1] not in ("root", "0")
     assert "COPY models/sentiment/" in text and "COPY models/pos/" in text
+    assert "COPY service/ service/" in text  # all of it: the page's static files too
     assert re.search(r"^HEALTHCHECK .*\n?.*/readyz", text, re.M)
 
 
@@ -47,16 +48,26 @@ def test_dockerfiles_pass_hadolint():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def _requirements(name: str) -> set[str]:
+def _requirements(name: str) -> dict[str, str]:
+    """Package name -> its whole line, for one requirements file."""
     lines = (REPO / "requirements" / name).read_text().splitlines()
-    return {re.split(r"[=<> ]", x)[0] for x in lines if x.strip() and not x.startswith(("#", "-r"))}
+    return {re.split(r"[=<> ]", x)[0]: x for x in lines if x.strip() and not x.startswith("#")}
 
 
 def test_never_both_onnxruntimes_and_never_torch():
-    common, cpu, gpu = _requirements("serve.txt"), _requirements("serve-cpu.txt"), _requirements("serve-gpu.txt")
-    assert "onnxruntime" in cpu and "onnxruntime-gpu" not in cpu | common
-    assert "onnxruntime-gpu" in gpu and "onnxruntime" not in gpu | common
-    assert "torch" not in common | cpu | gpu
+    cpu, gpu = _requirements("serve-cpu.txt"), _requirements("serve-gpu.txt")
+    assert "onnxruntime" in cpu and "onnxruntime-gpu" not in cpu
+    assert "onnxruntime-gpu" in gpu and "onnxruntime" not in gpu
+    assert "torch" not in cpu | gpu
+
+
+def test_cpu_and_gpu_requirements_differ_only_in_onnxruntime():
+    cpu, gpu = _requirements("serve-cpu.txt"), _requirements("serve-gpu.txt")
+    assert cpu.keys() - {"onnxruntime"} == gpu.keys() - {"onnxruntime-gpu"}
+    assert all(cpu[name] == gpu[name] for name in cpu.keys() - {"onnxruntime"})
+    assert cpu["onnxruntime"].split("==")[1] == gpu["onnxruntime-gpu"].split("==")[1]
+    # `bentoml build` copies only the named file into the Bento: a nested -r/-c file would not be there.
+    assert not any(line.startswith("-") for line in [*cpu, *gpu])
 
 
 @pytest.mark.parametrize("name,requirements", [("bentofile.yaml", "serve-cpu.txt"),
@@ -65,7 +76,10 @@ def test_bentofiles(name, requirements):
     bento = yaml.safe_load((REPO / name).read_text())
     assert bento["service"] == SERVE_TARGET
     assert bento["python"]["requirements_txt"].endswith(requirements)
-    assert {"models/sentiment/*", "models/pos/*", "service/static/*"} <= set(bento["include"])  # and the page
+    # The models come from BentoML's model store (tests/test_bento.py builds both), the page's files with service/.
+    assert bento["models"] == ["senpos-sentiment:latest", "senpos-pos:latest"]
+    assert not any(x.startswith("models/") for x in bento["include"])
+    assert {"service/**/*.py", "service/static/*"} <= set(bento["include"])
 
 
 @pytest.mark.skipif(not COMPOSE_SCHEMA.exists(), reason="no ../shared/schemas/compose-spec.json")
@@ -80,10 +94,38 @@ def test_compose_files_match_the_compose_spec(name):
 def test_compose_serves_cpu_on_3000_and_gpu_override_reserves_a_gpu():
     base = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
     gpu = yaml.safe_load((REPO / "docker-compose.gpu.yml").read_text())["services"]["senpos"]
-    assert base["senpos"]["ports"] == ["3000:3000"] and base["senpos"]["build"]["dockerfile"].endswith(".cpu")
+    assert base["senpos"]["ports"] == ["${SENPOS_HOST_PORT:-3000}:3000"]
+    assert base["senpos"]["build"]["dockerfile"].endswith(".cpu")
     assert base["senpos"]["restart"] and "readyz" in " ".join(base["senpos"]["healthcheck"]["test"])
     devices = gpu["deploy"]["resources"]["reservations"]["devices"]
     assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
+
+
+@pytest.mark.parametrize("name", ["docker-compose.yml", "docker-compose.gpu.yml"])
+def test_compose_files_suit_compose_v1_too(name):
+    # Debian's docker-compose 1.29 refuses a top-level `name:` (make test-container runs `docker-compose config`).
+    doc = yaml.safe_load((REPO / name).read_text())
+    top_level = {k for k in doc if not k.startswith("x-")}
+    assert top_level <= {"services", "volumes", "networks", "secrets", "configs"}
+
+
+def test_compose_takes_the_api_key_from_the_host_not_from_the_file():
+    senpos = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]["senpos"]
+    assert senpos["environment"]["SENPOS_API_KEY"] == "${SENPOS_API_KEY:-}"
+    for ignore in (".gitignore", ".dockerignore"):  # a .env beside the file holds the key: never in git or an image
+        assert ".env" in (REPO / ignore).read_text().split()
+
+
+SECRET = REPO / "deploy" / "k8s" / "examples" / "senpos-api-key.yaml"
+
+
+def test_kubernetes_api_key_secret_example_validates():
+    import kubernetes_validate
+
+    secret = yaml.safe_load(SECRET.read_text())
+    kubernetes_validate.validate(secret, "1.37.0", strict=True)
+    assert secret["kind"] == "Secret" and secret["metadata"]["name"] == "senpos-api-key"
+    assert "api-key" in secret["stringData"]
 
 
 @pytest.mark.parametrize("manifest", sorted((REPO / "deploy" / "k8s").glob("*.yaml")), ids=lambda p: p.name)
@@ -96,12 +138,15 @@ def test_kubernetes_manifests_validate(manifest):
     for doc in docs:
         kubernetes_validate.validate(doc, "1.37.0", strict=True)
     containers = [d["spec"]["template"]["spec"]["containers"][0] for d in docs if d["kind"] == "Deployment"]
+    secret = yaml.safe_load(SECRET.read_text())
+    api_key = {"secretKeyRef": {"name": secret["metadata"]["name"], "key": "api-key", "optional": True}}
+    assert [e["valueFrom"] for e in containers[0]["env"] if e["name"] == "SENPOS_API_KEY"] == [api_key]
     for container in containers:
         assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
         assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
     if "gpu" in manifest.name:  # the split layout across pods: API pods on CPU feed one model pod per GPU
         api, models = containers
-        env = {e["name"]: e["value"] for e in api["env"]}
+        env = {e["name"]: e.get("value") for e in api["env"]}
         assert env["SENPOS_LAYOUT"] == "split" and env["SENPOS_MODEL_ADDRESS"] == "tcp://senpos-models:7000"
         assert "nvidia.com/gpu" not in api["resources"]["limits"]
         assert models["resources"]["limits"]["nvidia.com/gpu"] == "1"

