@@ -43,7 +43,24 @@ def _check_http_client(http_client: object, transport: object, kind: type) -> No
         raise ValueError("give http_client or transport, not both")
 
 
-class Client:
+class _Configured:
+    """What both clients say about themselves; the key itself never appears."""
+
+    _config: Settings
+
+    @property
+    def url(self) -> str:
+        return self._config.url
+
+    @property
+    def max_items(self) -> int:
+        return self._config.max_items
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r}, api_key={'set' if self._config.secrets else None})"
+
+
+class Client(_Configured):
     """Blocking client.
 
     `url` defaults to $SENPOS_URL (else http://localhost:3000) and `api_key` to $SENPOS_API_KEY; `headers` go
@@ -62,17 +79,6 @@ class Client:
         self._owns_http = http_client is None
         self._http = http_client or httpx.Client(timeout=DEFAULT_TIMEOUT if timeout is None else timeout,
                                                  transport=transport)
-
-    @property
-    def url(self) -> str:
-        return self._config.url
-
-    @property
-    def max_items(self) -> int:
-        return self._config.max_items
-
-    def __repr__(self) -> str:
-        return f"Client({self.url!r}, api_key={'set' if self._config.secrets else None})"
 
     def sentiment(self, texts: Sequence[str]) -> list[SentimentResult]:
         return [r for chunk in chunks(list(texts), self.max_items)
@@ -121,7 +127,7 @@ class Client:
         self.close()
 
 
-class AsyncClient:
+class AsyncClient(_Configured):
     """Async client with the same methods and options (`http_client` is an `httpx.AsyncClient`); chunks of a
     long list run `concurrency` at a time, and when one chunk fails the others are cancelled."""
 
@@ -139,17 +145,6 @@ class AsyncClient:
         self._http = http_client or httpx.AsyncClient(timeout=DEFAULT_TIMEOUT if timeout is None else timeout,
                                                       transport=transport)
         self.concurrency = concurrency
-
-    @property
-    def url(self) -> str:
-        return self._config.url
-
-    @property
-    def max_items(self) -> int:
-        return self._config.max_items
-
-    def __repr__(self) -> str:
-        return f"AsyncClient({self.url!r}, api_key={'set' if self._config.secrets else None})"
 
     async def sentiment(self, texts: Sequence[str]) -> list[SentimentResult]:
         bodies = await self._map("/sentiment", [{"texts": list(c)} for c in chunks(list(texts), self.max_items)])
