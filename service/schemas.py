@@ -66,7 +66,8 @@ class PosResult(BaseModel):
     words: list[str] = Field(description="the words, in order (as given, for a pre-segmented item)")
     tags: list[str] = Field(description="PFR (People's Daily) tag of each word")
     upos: list[str] = Field(description="Universal POS tag of each word")
-    offsets: list[tuple[int, int]] = Field(description="[start, end) of each word in the text, in characters")
+    offsets: list[Annotated[list[int], Field(min_length=2, max_length=2)]] = Field(
+        description="[start, end) of each word in the text, in characters")
 
 
 class ModelInfo(BaseModel):

@@ -3,6 +3,7 @@ gzip, API keys and CORS. Against the real server (bench/harness.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 
@@ -53,6 +54,7 @@ def test_openapi_describes_senpos(client):
         schemas = spec["components"]["schemas"]
         assert schemas["SentimentResult"]["properties"]["label"]["enum"] == ["positive", "negative"]
         assert set(schemas["PosResult"]["required"]) == {"words", "tags", "upos", "offsets"}
+        assert "prefixItems" not in json.dumps(spec)  # JSON Schema 2020-12 only: OpenAPI 3.0 tools reject it
         assert set(schemas["Error"]["required"]) == {"error", "request_id"}
         assert spec["paths"]["/info"]["get"]["responses"]["200"]["content"]["application/json"]["schema"] == {
             "$ref": "#/components/schemas/Info"}
@@ -127,6 +129,9 @@ def test_the_sdk_sends_its_key_and_reports_the_servers_request_id(keyed):
     url = str(keyed.base_url).rstrip("/")
     with Client(url, api_key="key-two") as client:
         assert client.sentiment(["A wonderful, moving film."])[0].label == "positive"
+        info = client.info()
+        assert info.version == senpos.__version__ and set(info.models) == {"sentiment", "pos"}
+        assert info.models["pos"].version == model_version(REPO / "models" / "pos")
         with pytest.raises(ValidationError) as refused:
             client.sentiment(["   "])
         assert refused.value.request_id and len(refused.value.request_id) >= 8
@@ -134,3 +139,11 @@ def test_the_sdk_sends_its_key_and_reports_the_servers_request_id(keyed):
         client.sentiment(["fine"])
     assert no_key.value.status == 401 and no_key.value.request_id
     assert "SENPOS_API_KEY" in str(no_key.value)
+
+    async def info_async():
+        from senpos_client import AsyncClient
+
+        async with AsyncClient(url, api_key="key-one") as client:
+            return await client.info()
+
+    assert asyncio.run(info_async()).models["sentiment"].provider == "CPUExecutionProvider"

@@ -49,6 +49,21 @@ class PosResult:
 
 
 @dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    version: str  # changes whenever any of the model's files does
+    sha256: str  # of its model.onnx
+    metrics: dict[str, float]  # headline figures from its model card
+    provider: str  # the onnxruntime execution provider it runs on
+
+
+@dataclass(frozen=True)
+class ServiceInfo:
+    version: str  # of the senpos server
+    models: dict[str, ModelInfo]  # "sentiment", "pos"
+
+
+@dataclass(frozen=True)
 class RetryPolicy:
     retries: int = 3
     backoff: float = 0.25  # seconds before the first retry; doubles each time
@@ -193,6 +208,16 @@ def parse_pos(body: object) -> list[PosResult]:
                           upos=list(r["upos"]) if r.get("upos") is not None else None) for r in _rows(body, "/pos-tag")]
     except (TypeError, KeyError, ValueError) as e:
         raise ServerError(200, f"unexpected /pos-tag answer: {e}") from e
+
+
+def parse_info(body: object) -> ServiceInfo:
+    try:
+        models = {name: ModelInfo(name=m["name"], version=m["version"], sha256=m["sha256"],
+                                  metrics={k: float(v) for k, v in m["metrics"].items()}, provider=m["provider"])
+                  for name, m in body["models"].items()}  # type: ignore[index]
+        return ServiceInfo(version=str(body["version"]), models=models)  # type: ignore[index]
+    except (TypeError, KeyError, ValueError, AttributeError) as e:
+        raise ServerError(200, f"unexpected /info answer: {e}") from e
 
 
 def step(config: Settings, attempt: int, outcome: httpx.Response | httpx.HTTPError, where: str

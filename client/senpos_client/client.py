@@ -14,9 +14,11 @@ from senpos_client._core import (
     PosItem,
     PosResult,
     SentimentResult,
+    ServiceInfo,
     Settings,
     TimeoutArg,
     chunks,
+    parse_info,
     parse_pos,
     parse_sentiment,
     pos_payload,
@@ -82,11 +84,15 @@ class Client(_Configured):
 
     def sentiment(self, texts: Sequence[str]) -> list[SentimentResult]:
         return [r for chunk in chunks(list(texts), self.max_items)
-                for r in parse_sentiment(self._post("/sentiment", {"texts": list(chunk)}))]
+                for r in parse_sentiment(self._request("POST", "/sentiment", {"texts": list(chunk)}))]
 
     def pos_tag(self, items: Sequence[PosItem]) -> list[PosResult]:
         return [r for chunk in chunks(list(items), self.max_items)
-                for r in parse_pos(self._post("/pos-tag", pos_payload(chunk)))]
+                for r in parse_pos(self._request("POST", "/pos-tag", pos_payload(chunk)))]
+
+    def info(self) -> ServiceInfo:
+        """The server's version and the models it serves (GET /info)."""
+        return parse_info(self._request("GET", "/info"))
 
     def wait_until_ready(self, timeout: float = 60.0, interval: float = 0.5) -> None:
         deadline = time.monotonic() + timeout
@@ -101,14 +107,14 @@ class Client(_Configured):
                 raise Timeout(f"{self.url} not ready after {timeout}s")
             time.sleep(interval)
 
-    def _post(self, path: str, payload: dict[str, Any]) -> object:
-        where = self._config.where("POST", path)
+    def _request(self, method: str, path: str, payload: dict[str, Any] | None = None) -> object:
+        where = self._config.where(method, path)
         attempt = 0
         while True:
             attempt += 1
             try:
-                outcome: httpx.Response | httpx.HTTPError = self._http.post(
-                    f"{self.url}{path}", json=payload, headers=self._config.headers, timeout=self._timeout)
+                outcome: httpx.Response | httpx.HTTPError = self._http.request(
+                    method, f"{self.url}{path}", json=payload, headers=self._config.headers, timeout=self._timeout)
             except httpx.HTTPError as e:
                 outcome = e
             body, delay = step(self._config, attempt, outcome, where)
@@ -154,6 +160,10 @@ class AsyncClient(_Configured):
         bodies = await self._map("/pos-tag", [pos_payload(c) for c in chunks(list(items), self.max_items)])
         return [r for body in bodies for r in parse_pos(body)]
 
+    async def info(self) -> ServiceInfo:
+        """The server's version and the models it serves (GET /info)."""
+        return parse_info(await self._request("GET", "/info"))
+
     async def wait_until_ready(self, timeout: float = 60.0, interval: float = 0.5) -> None:
         deadline = time.monotonic() + timeout
         while True:
@@ -175,7 +185,7 @@ class AsyncClient(_Configured):
 
         async def one(payload: dict[str, Any]) -> object:
             async with gate:
-                return await self._post(path, payload)
+                return await self._request("POST", path, payload)
 
         tasks = [asyncio.ensure_future(one(p)) for p in payloads]
         if not tasks:
@@ -191,14 +201,14 @@ class AsyncClient(_Configured):
             raise failed[0].exception()  # type: ignore[misc]
         return [t.result() for t in tasks]
 
-    async def _post(self, path: str, payload: dict[str, Any]) -> object:
-        where = self._config.where("POST", path)
+    async def _request(self, method: str, path: str, payload: dict[str, Any] | None = None) -> object:
+        where = self._config.where(method, path)
         attempt = 0
         while True:
             attempt += 1
             try:
-                outcome: httpx.Response | httpx.HTTPError = await self._http.post(
-                    f"{self.url}{path}", json=payload, headers=self._config.headers, timeout=self._timeout)
+                outcome: httpx.Response | httpx.HTTPError = await self._http.request(
+                    method, f"{self.url}{path}", json=payload, headers=self._config.headers, timeout=self._timeout)
             except httpx.HTTPError as e:
                 outcome = e
             body, delay = step(self._config, attempt, outcome, where)
