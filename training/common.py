@@ -1,13 +1,18 @@
-"""Training helpers shared by the sentiment and POS pipelines: seeding, length-bucketed batches, curves."""
+"""Training helpers shared by the sentiment and POS pipelines: seeding, length-bucketed batches, model selection,
+curves."""
 
 from __future__ import annotations
 
+import logging
 import random
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
+
+log = logging.getLogger(__name__)
 
 
 def seed_everything(seed: int) -> None:
@@ -61,3 +66,39 @@ def plot_curves(history: list[dict], path: Path, metric: str, metric_label: str)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+class Selection:
+    """Keeps the checkpoint that scores best on the selection split, at `path`. `update` says when to stop: after
+    `patience` epochs without a gain; with `restore`, an epoch without a gain first goes back to the best weights
+    and multiplies the learning rate by `lr_decay`. `out_of_time` stops before an epoch once `budget_s` is spent."""
+
+    def __init__(self, path: Path, patience: int, restore: bool = False, lr_decay: float = 1.0,
+                 budget_s: float = 0.0):
+        self.path, self.patience, self.restore, self.lr_decay = path, patience, restore, lr_decay
+        self.budget_s = budget_s
+        self.best, self.bad, self.started = -1.0, 0, time.time()
+
+    def out_of_time(self, epoch: int) -> bool:
+        if self.budget_s and time.time() - self.started > self.budget_s:
+            log.info("time budget of %.0fs spent: stopping before epoch %d", self.budget_s, epoch)
+            return True
+        return False
+
+    def update(self, score: float, checkpoint: dict, model: torch.nn.Module, opt: torch.optim.Optimizer) -> bool:
+        """Record an epoch's selection score (higher is better); True when training should stop."""
+        if score > self.best:
+            self.best, self.bad = score, 0
+            torch.save(checkpoint, self.path)
+            return False
+        self.bad += 1
+        if self.bad >= self.patience:
+            log.info("early stop: no gain on the selection split for %d epochs", self.patience)
+            return True
+        if self.restore:  # back to the best weights, smaller steps
+            model.load_state_dict(torch.load(self.path, map_location=next(model.parameters()).device,
+                                             weights_only=True)["state_dict"])
+            for group in opt.param_groups:
+                group["lr"] *= self.lr_decay
+            log.info("no gain: best weights restored, lr now %.2e", opt.param_groups[0]["lr"])
+        return False

@@ -32,7 +32,7 @@ from senpos.pos import vocab_digest
 from senpos.runtime import make_session
 from senpos.text.chinese import JIEBA_PLACES, Segmenter, boundary_features, spans_from_starts, word_offsets
 from senpos.text.vocab import Vocab
-from training.common import make_batches, seed_everything
+from training.common import Selection, make_batches, seed_everything
 from training.pos.data import Sentence, load_sentences
 from training.pos.evaluate import span_f1
 from training.pos.model import BoundaryConfig, BoundaryModel
@@ -176,10 +176,11 @@ def train_segmenter(cfg: SegmenterConfig, run_dir: Path) -> dict:
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     loss_fn = nn.BCEWithLogitsLoss(reduction="sum")
     rng = random.Random(cfg.seed)
-    history, best, bad, started = [], -1.0, 0, time.time()
+    history = []
+    selection = Selection(run_dir / "segmenter.pt", cfg.patience, restore=True, lr_decay=cfg.lr_decay,
+                          budget_s=cfg.time_budget_s)
     for epoch in range(1, cfg.epochs + 1):
-        if cfg.time_budget_s and time.time() - started > cfg.time_budget_s:
-            log.info("time budget of %.0fs spent: stopping before epoch %d", cfg.time_budget_s, epoch)
+        if selection.out_of_time(epoch):
             break
         model.train()
         t0, total, seen = time.time(), 0.0, 0
@@ -202,21 +203,11 @@ def train_segmenter(cfg: SegmenterConfig, run_dir: Path) -> dict:
         history.append({"epoch": epoch, "train_loss": total / seen, "dev_seg_f1": f1,
                         "seconds": round(time.time() - t0)})
         log.info("epoch %d: train loss %.4f, dev seg F1 %.4f (%.0fs)", epoch, total / seen, f1, time.time() - t0)
-        if f1 > best:
-            best, bad = f1, 0
-            torch.save({"model_config": asdict(mcfg), "config": asdict(cfg), "state_dict": model.state_dict()},
-                       run_dir / "segmenter.pt")
-        else:
-            bad += 1
-            if bad >= cfg.patience:
-                log.info("early stop: no dev gain for %d epochs", cfg.patience)
-                break
-            model.load_state_dict(torch.load(run_dir / "segmenter.pt", weights_only=True)["state_dict"])
-            for group in opt.param_groups:
-                group["lr"] *= cfg.lr_decay
-            log.info("no dev gain: best weights restored, lr now %.2e", opt.param_groups[0]["lr"])
-    metrics = {"dev_seg_f1": best, "jieba_dev_seg_f1": jieba_dev, "parameters": n_params, "config": asdict(cfg),
-               "history": history}
+        if selection.update(f1, {"model_config": asdict(mcfg), "config": asdict(cfg),
+                                 "state_dict": model.state_dict()}, model, opt):
+            break
+    metrics = {"dev_seg_f1": selection.best, "jieba_dev_seg_f1": jieba_dev, "parameters": n_params,
+               "config": asdict(cfg), "history": history}
     (run_dir / "segmenter_metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
 

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from training.common import make_batches, pick_device, plot_curves, seed_everything
+from training.common import Selection, make_batches, pick_device, plot_curves, seed_everything
 from training.pos.model import Tagger, TaggerConfig
 from training.pos.prepare import load_prepared
 
@@ -190,10 +190,11 @@ def train(prepared_dir: Path, run_dir: Path, cfg: TrainConfig) -> dict:
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     loss_fn = nn.CrossEntropyLoss(ignore_index=-100)
     rng = random.Random(cfg.seed)
-    history, best, bad, started = [], -1.0, 0, time.time()
+    history = []
+    selection = Selection(run_dir / "checkpoint.pt", cfg.patience, restore=cfg.lr_decay < 1.0,
+                          lr_decay=cfg.lr_decay, budget_s=cfg.time_budget_s)
     for epoch in range(1, cfg.epochs + 1):
-        if cfg.time_budget_s and time.time() - started > cfg.time_budget_s:
-            log.info("time budget of %.0fs spent: stopping before epoch %d", cfg.time_budget_s, epoch)
+        if selection.out_of_time(epoch):
             break
         model.train()
         t0, total, seen = time.time(), 0.0, 0
@@ -219,22 +220,10 @@ def train(prepared_dir: Path, run_dir: Path, cfg: TrainConfig) -> dict:
                         "seconds": round(time.time() - t0, 1)})
         log.info("epoch %d: train loss %.4f, dev loss %.4f, dev token acc %.4f (%.0fs)", epoch, total / seen, dev_loss,
                  acc, time.time() - t0)
-        if acc > best:
-            best, bad = acc, 0
-            torch.save({"model_config": asdict(mcfg), "train_config": asdict(cfg), "tags": data["tags"],
-                        "lexicon_tags": data["lexicon_tags"],
-                        "state_dict": model.state_dict()}, run_dir / "checkpoint.pt")
-        else:
-            bad += 1
-            if bad >= cfg.patience:
-                log.info("early stop: no dev gain for %d epochs", cfg.patience)
-                break
-            if cfg.lr_decay < 1.0:  # back to the best weights, smaller steps
-                best_state = torch.load(run_dir / "checkpoint.pt", map_location=device, weights_only=True)
-                model.load_state_dict(best_state["state_dict"])
-                for group in opt.param_groups:
-                    group["lr"] *= cfg.lr_decay
-                log.info("no dev gain: best weights restored, lr now %.2e", opt.param_groups[0]["lr"])
+        if selection.update(acc, {"model_config": asdict(mcfg), "train_config": asdict(cfg), "tags": data["tags"],
+                                  "lexicon_tags": data["lexicon_tags"], "state_dict": model.state_dict()},
+                            model, opt):
+            break
     best_epoch = max(history, key=lambda h: h["dev_accuracy"])
     metrics = {"dev_token_accuracy": best_epoch["dev_accuracy"], "best_epoch": best_epoch["epoch"],
                "parameters": n_params, "device": str(device), "config": asdict(cfg), "history": history}

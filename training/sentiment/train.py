@@ -18,7 +18,7 @@ from torch import nn
 from tqdm import tqdm
 
 from senpos.text.english import truncate
-from training.common import make_batches, pick_device, plot_curves, seed_everything
+from training.common import Selection, make_batches, pick_device, plot_curves, seed_everything
 from training.sentiment.model import ModelConfig, SentimentBiLSTM
 from training.sentiment.prepare import load_prepared
 
@@ -93,10 +93,10 @@ def train(prepared_dir: Path, run_dir: Path, cfg: TrainConfig) -> dict:
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loss_fn = nn.BCEWithLogitsLoss()
     rng = random.Random(cfg.seed)
-    history, best, bad_epochs, started = [], -1.0, 0, time.time()
+    history = []
+    selection = Selection(run_dir / "checkpoint.pt", cfg.patience, budget_s=cfg.time_budget_s)
     for epoch in range(1, cfg.epochs + 1):
-        if cfg.time_budget_s and time.time() - started > cfg.time_budget_s:
-            log.info("time budget of %.0fs spent: stopping before epoch %d", cfg.time_budget_s, epoch)
+        if selection.out_of_time(epoch):
             break
         model.train()
         t0, total, seen = time.time(), 0.0, 0
@@ -118,15 +118,9 @@ def train(prepared_dir: Path, run_dir: Path, cfg: TrainConfig) -> dict:
                         "seconds": round(time.time() - t0, 1)})
         log.info("epoch %d: train loss %.4f, val loss %.4f, val acc %.4f (%.0fs)", epoch, total / seen, val_loss,
                  val_acc, time.time() - t0)
-        if val_acc > best:
-            best, bad_epochs = val_acc, 0
-            torch.save({"model_config": asdict(mcfg), "train_config": asdict(cfg), "state_dict": model.state_dict()},
-                       run_dir / "checkpoint.pt")
-        else:
-            bad_epochs += 1
-            if bad_epochs >= cfg.patience:
-                log.info("early stop: no validation gain for %d epochs", cfg.patience)
-                break
+        if selection.update(val_acc, {"model_config": asdict(mcfg), "train_config": asdict(cfg),
+                                      "state_dict": model.state_dict()}, model, opt):
+            break
     best_epoch = max(history, key=lambda h: h["val_accuracy"])
     metrics = {"val_accuracy": best_epoch["val_accuracy"], "best_epoch": best_epoch["epoch"],
                "parameters": n_params, "device": str(device), "train_reviews": len(train_x),
