@@ -138,7 +138,8 @@ def record(pids: list[int], seconds: float) -> Callable[[], Counter]:
         for out in outs:
             for line in out.read_text().splitlines() if out.exists() else []:
                 stack, _, n = line.rpartition(" ")
-                counts[bucket(stack)] += int(n)
+                if n.isdigit():  # py-spy's raw output can hold lines that are not `stack count` (seen: "(}")
+                    counts[bucket(stack)] += int(n)
         return counts
 
     return collect
