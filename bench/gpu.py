@@ -65,11 +65,12 @@ def cuda_options(**overrides: str):
 
 def parity(texts: list[str], zh: list[str]) -> dict:
     """Max |CUDA - CPU| over real inputs, the same batches on both (the CUDA predictor gets the CPU's cost
-    model, so the plans match)."""
+    model, so the plans match). The CPU runs the float32 tagger here, as the GPU does (on CPU the service runs the
+    int8 one)."""
     from senpos.pos import PosTagger
     from senpos.sentiment import SentimentPredictor
 
-    cpu_s, cpu_p = SentimentPredictor(SENTIMENT, provider="cpu"), PosTagger(POS, provider="cpu")
+    cpu_s, cpu_p = SentimentPredictor(SENTIMENT, provider="cpu"), PosTagger(POS, provider="cpu", precision="float")
     seqs = cpu_s.encode_many(texts)
     encoded = [cpu_p.encode(cpu_p.segment(t)[0]) for t in zh]
     want_s, want_p = cpu_s.predict_ids(seqs), cpu_p.scores_encoded(encoded)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,6 @@ import numpy as np
 from senpos.pos_tags import to_upos
 from senpos.runtime import ModelLoadError, load_vocabs, measure_cost, open_model, plan_batches, require_files
 from senpos.text.chinese import (
-    MAX_WORD_CHARS,
     Lexicon,
     Segmenter,
     boundary_features,
@@ -29,8 +27,11 @@ from senpos.viterbi import TagBigrams
 
 Encoded = tuple[np.ndarray, list[np.ndarray], np.ndarray]  # word ids, char ids per word, lexicon ids
 Piece = tuple[np.ndarray, np.ndarray, np.ndarray]  # word ids [n], char ids [n, width], lexicon ids [n]
-FILES = ("model.onnx", "words.json", "chars.json", "tags.json", "lexicon_tags.json", "jieba_dict.txt", "config.json")
+FILES = ("features.onnx", "model.onnx", "words.json", "chars.json", "tags.json", "lexicon_tags.json", "jieba_dict.txt",
+         "config.json")
+INT8_TAGGER = "model.int8.onnx"  # the tagger with int8 LSTMs (training/pos/optimize.py): used on CPU when present
 WORD_CACHE = 200_000  # words whose encoding PosTagger remembers (a few tens of MB at most)
+UNK_ID = 1
 CORRECTOR_FILES = ("segmenter.onnx", "seg_chars.json", "seg_bigrams.json")
 
 
@@ -102,35 +103,88 @@ class BoundaryCorrector:
     def _run(self, chars: np.ndarray, bigrams: np.ndarray, places: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         return self.session.run(None, {"chars": chars, "bigrams": bigrams, "places": places, "lengths": lengths})[0]
 
+    def encode(self, text: str, jieba_spans: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The model's inputs for one text: character ids, bigram ids, places in jieba's words."""
+        keys, bigrams, places = boundary_features(text, jieba_spans)
+        return (np.asarray(self.chars.encode(keys), dtype=np.int64), np.asarray(self.bigrams.encode(bigrams),
+                dtype=np.int64), np.asarray(places, dtype=np.int64))
+
+    @staticmethod
+    def pad(batch: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, ...]:
+        """One model call's inputs (chars, bigrams, places padded to the longest text, lengths)."""
+        lengths = np.array([len(c) for c, _, _ in batch], dtype=np.int64)
+        arrays = np.zeros((3, len(batch), int(lengths.max())), dtype=np.int64)
+        for row, encoded in enumerate(batch):
+            for k in range(3):
+                arrays[k, row, : lengths[row]] = encoded[k]
+        return arrays[0], arrays[1], arrays[2], lengths
+
     def correct(self, texts: Sequence[str], jieba_spans: Sequence[list[tuple[int, int]]]
                 ) -> list[list[tuple[int, int]]]:
         """Word spans of each text, from jieba's spans and the model; whitespace is never part of a word."""
-        encoded = []
-        for text, spans in zip(texts, jieba_spans, strict=True):
-            keys, bigrams, places = boundary_features(text, spans)
-            encoded.append((self.chars.encode(keys), self.bigrams.encode(bigrams), places))
-        pieces = [(s, *win) for s, (c, *_) in enumerate(encoded) if c
+        encoded = [self.encode(text, spans) for text, spans in zip(texts, jieba_spans, strict=True)]
+        pieces = [(s, *win) for s, (c, *_) in enumerate(encoded) if len(c)
                   for win in windows(len(c), self.max_chars, self.context)]
         starts = [np.zeros(len(text), dtype=bool) for text in texts]
         for batch in plan_batches([p[2] - p[1] for p in pieces], self.max_batch, self.cost):
-            lengths = np.array([pieces[i][2] - pieces[i][1] for i in batch], dtype=np.int64)
-            arrays = np.zeros((3, len(batch), int(lengths.max())), dtype=np.int64)
-            for row, i in enumerate(batch):
-                s, start, end, _, _ = pieces[i]
-                for k in range(3):
-                    arrays[k, row, : end - start] = encoded[s][k][start:end]
-            scores = self._run(arrays[0], arrays[1], arrays[2], lengths)
+            scores = self._run(*self.pad([tuple(a[start:end] for a in encoded[s]) for s, start, end, _, _ in
+                                          (pieces[i] for i in batch)]))
             for row, i in enumerate(batch):
                 s, start, _, keep_from, keep_to = pieces[i]
                 starts[s][keep_from:keep_to] = scores[row, keep_from - start : keep_to - start] > 0
         return [spans_from_starts(text, st) for text, st in zip(texts, starts, strict=True)]
 
 
+class WordFeatures:
+    """features.onnx: each word's input to the tagger's LSTMs (word embedding, character CNN, lexicon feature).
+
+    A vocabulary word's features depend on its id alone (its characters and lexicon tag come from the same key),
+    so they are computed once, at load, into a table; only out-of-vocabulary words run the model, grouped by their
+    exact number of characters, so no word is ever padded and its features never depend on its neighbours."""
+
+    def __init__(self, session, words: Vocab, chars: Vocab, lexicon: Lexicon | None, chunk: int = 2048):
+        self.session, self.inputs = session, [i.name for i in session.get_inputs()]
+        by_width: dict[int, list[int]] = {}
+        for i, key in enumerate(words.itos[2:], start=2):
+            by_width.setdefault(len(char_keys(key)) or 1, []).append(i)
+        parts = []
+        for width, ids in by_width.items():
+            for start in range(0, len(ids), chunk):
+                rows = np.array(ids[start: start + chunk], dtype=np.int64)
+                grid = np.array([chars.encode(char_keys(words.itos[i])) or [UNK_ID] for i in rows], dtype=np.int64)
+                lex = np.array([lexicon.ids.get(words.itos[i], 0) if lexicon else 0 for i in rows], dtype=np.int64)
+                parts.append((rows, self.compute(rows, grid.reshape(len(rows), width), lex)))
+        one = np.ones(1, dtype=np.int64)
+        dim = (parts[0][1] if parts else self.compute(one, one[:, None], one * 0)).shape[1]
+        self.table = np.zeros((len(words), dim), dtype=np.float32)  # rows 0 (padding) and 1 (unknown) stay zero
+        for rows, values in parts:
+            self.table[rows] = values
+
+    def compute(self, words: np.ndarray, chars: np.ndarray, lex: np.ndarray) -> np.ndarray:
+        """Features of k words (ids [k], character ids [k, width], lexicon ids [k]), all of the same width."""
+        feeds = {"words": words[None], "chars": chars[None], "lex": lex[None]}
+        return self.session.run(None, {k: feeds[k] for k in self.inputs})[0][0]
+
+    def __call__(self, words: np.ndarray, chars: np.ndarray, lex: np.ndarray) -> np.ndarray:
+        """Features (batch, time, dim) of a padded batch: the table's rows, the unknown words computed."""
+        out = self.table[words]
+        unknown = words == UNK_ID
+        if unknown.any():
+            grid, widths = chars[unknown], (chars[unknown] != 0).sum(axis=1)
+            values = np.empty((len(grid), self.table.shape[1]), dtype=np.float32)
+            for width in np.unique(widths):
+                same = widths == width
+                values[same] = self.compute(words[unknown][same], grid[same, :width], lex[unknown][same])
+            out[unknown] = values
+        return out
+
+
 class PosTagger:
-    """Load `model_dir` and tag raw texts (segmented here) or pre-segmented word lists (kept as given)."""
+    """Load `model_dir` and tag raw texts (segmented here) or pre-segmented word lists (kept as given).
+    `precision`: "auto" runs the int8 tagger on CPU when the directory has one and float32 on a GPU."""
 
     def __init__(self, model_dir: str | Path, threads: int = 0, provider: str | None = None, max_batch: int = 64,
-                 word_cache: int = WORD_CACHE):
+                 word_cache: int = WORD_CACHE, precision: str = "auto"):
         self.model_dir = Path(model_dir)
         require_files(self.model_dir, FILES)
         try:
@@ -142,14 +196,21 @@ class PosTagger:
         except (ValueError, KeyError, TypeError) as e:
             raise ModelLoadError(f"{self.model_dir / 'config.json'}: invalid config ({e})") from e
         self.words, self.chars = load_vocabs(self.model_dir / "words.json", self.model_dir / "chars.json")
-        self.session = open_model(self.model_dir / "model.onnx", vocab_digest(self.words, self.chars),
-                                  "words.json/chars.json", threads, provider)
-        meta = self.session.get_modelmeta().custom_metadata_map
-        if meta.get("tags") != json.dumps(self.tags):
-            raise ModelLoadError(f"{self.model_dir / 'tags.json'}: tags do not match model.onnx")
-        if meta.get("lexicon_tags", "[]") != json.dumps(lexicon_tags):
-            raise ModelLoadError(f"{self.model_dir / 'lexicon_tags.json'}: lexicon tags do not match model.onnx")
-        self.inputs = [i.name for i in self.session.get_inputs()]
+        digest = vocab_digest(self.words, self.chars)
+        features = open_model(self.model_dir / "features.onnx", digest, "words.json/chars.json", threads, provider)
+        self.provider = features.get_providers()[0]
+        int8 = (self.model_dir / INT8_TAGGER).is_file() and (
+            precision == "int8" or (precision == "auto" and self.provider == "CPUExecutionProvider"))
+        self.tagger_file = self.model_dir / (INT8_TAGGER if int8 else "model.onnx")
+        self.session = open_model(self.tagger_file, digest, "words.json/chars.json", threads, provider)
+        for session, name in ((features, "features.onnx"), (self.session, self.tagger_file.name)):
+            meta = session.get_modelmeta().custom_metadata_map
+            if meta.get("tags") != json.dumps(self.tags):
+                raise ModelLoadError(f"{self.model_dir / 'tags.json'}: tags do not match {name}")
+            if meta.get("lexicon_tags", "[]") != json.dumps(lexicon_tags):
+                raise ModelLoadError(f"{self.model_dir / 'lexicon_tags.json'}: lexicon tags do not match {name}")
+        self.lexicon = Lexicon(lexicon_tags) if "lex" in [i.name for i in features.get_inputs()] else None
+        self.features = WordFeatures(features, self.words, self.chars, self.lexicon)
         bigrams = self.model_dir / "tag_bigrams.json"  # optional: constrained decoding, when dev said it pays
         try:
             self.bigrams = TagBigrams.load(bigrams) if bigrams.exists() else None
@@ -157,7 +218,6 @@ class PosTagger:
             raise ModelLoadError(f"{bigrams}: invalid ({e})") from e
         if self.bigrams is not None and self.bigrams.transitions.shape != (len(self.tags), len(self.tags)):
             raise ModelLoadError(f"{bigrams}: {self.bigrams.transitions.shape} transitions for {len(self.tags)} tags")
-        self.lexicon = Lexicon(lexicon_tags) if "lex" in self.inputs else None
         try:
             self.segmenter = Segmenter(self.model_dir / "jieba_dict.txt", hmm=bool(seg["hmm"]),
                                        conventions=bool(seg["conventions"]))
@@ -168,35 +228,20 @@ class PosTagger:
         self.max_batch = max_batch
         self._word_cache: dict[str, tuple[int, np.ndarray, int]] = {}
         self.word_cache = word_cache
-        self.provider = self.session.get_providers()[0]
-        self.cost = measure_cost(lambda n, length: self._dummy_run(n, length, 2), max_batch)
-        self.width_cost = self._measure_width_cost()
+        self.cost = measure_cost(self._dummy_run, max_batch)
 
-    def _dummy_run(self, n: int, length: int, width: int) -> np.ndarray:
-        return self._run(np.ones((n, length), dtype=np.int64), np.ones((n, length, width), dtype=np.int64),
-                         np.zeros((n, length), dtype=np.int64), np.full(n, length, dtype=np.int64))
-
-    def _measure_width_cost(self) -> float:
-        """Extra cost per character column past the 2 the cost model was measured with (relative): a batch is
-        padded to its longest word, and a 32-character word makes every row of its batch ~2x dearer."""
-
-        def best(width: int) -> float:
-            times = []
-            for _ in range(3):
-                t0 = time.perf_counter()
-                self._dummy_run(16, 64, width)
-                times.append(time.perf_counter() - t0)
-            return min(times)
-
-        return max((best(MAX_WORD_CHARS) / best(2) - 1) / (MAX_WORD_CHARS - 2), 0.0)
+    def _dummy_run(self, n: int, length: int) -> np.ndarray:
+        words = np.full((n, length), 2, dtype=np.int64)  # a vocabulary word, as most are
+        return self.scores_batch(words, np.ones((n, length, 2), dtype=np.int64), np.zeros_like(words),
+                         np.full(n, length, dtype=np.int64))
 
     def steps(self, piece: Piece) -> float:
-        """A piece's model cost in the cost model's steps: its words, dearer for its longest word."""
-        return len(piece[0]) * (1 + self.width_cost * max(piece[1].shape[1] - 2, 0))
+        """A piece's model cost in the cost model's steps: its words."""
+        return len(piece[0])
 
-    def _run(self, words: np.ndarray, chars: np.ndarray, lex: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        feeds = {"words": words, "chars": chars, "lex": lex, "lengths": lengths}
-        return self.session.run(None, {k: feeds[k] for k in self.inputs})[0]
+    def scores_batch(self, words: np.ndarray, chars: np.ndarray, lex: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """Tag scores (batch, time, tags) of one padded batch (`pad`): one model call."""
+        return self.session.run(None, {"features": self.features(words, chars, lex), "lengths": lengths})[0]
 
     def segment_texts(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
         """Word spans of raw texts: jieba's, corrected by the character model when there is one."""
@@ -256,22 +301,28 @@ class PosTagger:
         of similar length (runtime.plan_batches), padded only to the longest of their batch."""
         return self.scores_pieces_costed(pieces)[0]
 
+    @staticmethod
+    def pad(batch: Sequence[Piece]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """One model call's inputs: word ids, character ids and lexicon ids padded to the batch's longest piece
+        (and word), and the pieces' lengths."""
+        lengths = np.array([max(len(p[0]), 1) for p in batch], dtype=np.int64)
+        width = max(p[1].shape[1] for p in batch)
+        words = np.zeros((len(batch), int(lengths.max())), dtype=np.int64)
+        lex = np.zeros_like(words)
+        chars = np.zeros((len(batch), int(lengths.max()), width), dtype=np.int64)
+        for row, (w, c, x) in enumerate(batch):
+            words[row, : len(w)], lex[row, : len(w)] = w, x
+            chars[row, : len(w), : c.shape[1]] = c
+        return words, chars, lex, lengths
+
     def scores_pieces_costed(self, pieces: Sequence[Piece]) -> tuple[list[np.ndarray], float]:
         """`scores_pieces`, and the seconds the cost model predicted for the calls it made."""
         out, predicted = [], 0.0
         order: list[int] = []
         for batch in plan_batches([max(len(p[0]), 1) for p in pieces], self.max_batch, self.cost):
-            lengths = np.array([max(len(pieces[i][0]), 1) for i in batch], dtype=np.int64)
-            width = max(pieces[i][1].shape[1] for i in batch)
-            words = np.zeros((len(batch), int(lengths.max())), dtype=np.int64)
-            lex = np.zeros_like(words)
-            chars = np.zeros((len(batch), int(lengths.max()), width), dtype=np.int64)
-            for row, i in enumerate(batch):
-                w, c, x = pieces[i]
-                words[row, : len(w)], lex[row, : len(w)] = w, x
-                chars[row, : len(w), : c.shape[1]] = c
-            scores = self._run(words, chars, lex, lengths)
-            predicted += self.cost(len(batch), int(lengths.max())) * (1 + self.width_cost * max(width - 2, 0))
+            words, chars, lex, lengths = self.pad([pieces[i] for i in batch])
+            scores = self.scores_batch(words, chars, lex, lengths)
+            predicted += self.cost(*words.shape)
             out += [scores[row, : len(pieces[i][0])] for row, i in enumerate(batch)]
             order += batch
         result: list[np.ndarray] = [np.empty(0)] * len(pieces)

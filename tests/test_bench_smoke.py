@@ -64,7 +64,8 @@ def test_gpu_proof_smoke():
     cpu = result["service"]["cpu"]
     assert all(r["statuses"].get("200") for key in ("sentiment_one_per_request", "sentiment_batched_64")
                for r in cpu[key])
-    assert cpu["log_lines_runs_on"] == ["pos/model.onnx runs on CPUExecutionProvider",
+    assert cpu["log_lines_runs_on"] == ["pos/features.onnx runs on CPUExecutionProvider",
+                                        "pos/model.int8.onnx runs on CPUExecutionProvider",
                                         "pos/segmenter.onnx runs on CPUExecutionProvider",
                                         "sentiment/model.onnx runs on CPUExecutionProvider"]
     assert cpu["log_models_loaded"] == 1 and cpu["log_fell_back"] == 0

@@ -117,8 +117,8 @@ def test_cpu_bento_serves_both_endpoints_with_the_models_it_carries(home, cpu_be
         log = server_log(url).read_text(errors="replace")
     # Each model is loaded from the store's version directory, not from the repository's models/.
     assert f"{versions['senpos-sentiment']}/model.onnx runs on" in log
-    assert f"{versions['senpos-pos']}/model.onnx runs on" in log
-    assert " sentiment/model.onnx runs on" not in log and " pos/model.onnx runs on" not in log
+    assert f"{versions['senpos-pos']}/model.int8.onnx runs on" in log
+    assert " sentiment/model.onnx runs on" not in log and " pos/model.int8.onnx runs on" not in log
 
 
 def _model_dirs(home: Path, **env: str) -> dict:

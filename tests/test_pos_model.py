@@ -77,11 +77,13 @@ def tiny_pos_model(tmp_path_factory):
 
 
 def test_tiny_training_run_yields_a_loadable_tagger(tiny_pos_model):
-    for name in ("model.onnx", "words.json", "chars.json", "tags.json", "lexicon_tags.json", "jieba_dict.txt",
-                 "config.json",
-                 "metrics.json", "training_curves.png"):
+    for name in ("features.onnx", "model.onnx", "model.int8.onnx", "words.json", "chars.json", "tags.json",
+                 "lexicon_tags.json", "jieba_dict.txt", "config.json", "metrics.json", "training_curves.png"):
         assert (tiny_pos_model / name).is_file(), name
+    config = json.loads((tiny_pos_model / "config.json").read_text())
+    assert 0 <= config["onnx"]["int8"]["rebuilt_parity_max_abs_diff"] <= 1e-4  # the rebuilt float tagger
     tagger = PosTagger(tiny_pos_model)
+    assert tagger.tagger_file.name == "model.int8.onnx"
     text = "我们在北京工作。" * 3  # longer than the 6-word windows
     (result,) = tagger.tag([text])
     assert "".join(result.words) == text and len(result.tags) == len(result.words)

@@ -1,4 +1,4 @@
-"""CLI: python -m training.pos {prepare,train,export,evaluate} --help"""
+"""CLI: python -m training.pos {prepare,train,export,segmenter,export-segmenter,optimize,evaluate} --help"""
 
 from __future__ import annotations
 
@@ -49,6 +49,13 @@ def main(argv: list[str] | None = None) -> None:
     e.add_argument("--run", type=Path, default=Path("runs/pos/run"))
     e.add_argument("--out", type=Path, default=Path("models/pos"))
 
+    o = sub.add_parser("optimize", help="an older single-graph export -> features split out, int8 tagger and corrector")
+    o.add_argument("model", type=Path, help="exported model directory (model.onnx with word ids as input)")
+    o.add_argument("--out", type=Path, required=True)
+    o.add_argument("--calibration", default=str(DEFAULT_DATA / "train.jsonl.gz"),
+                   help="texts that set the corrector's int8 scales (the first --sentences)")
+    o.add_argument("--sentences", type=int, default=2000)
+
     v = sub.add_parser("evaluate", help="token accuracy, segmentation F1 and seg+POS F1 of a model directory")
     v.add_argument("data", nargs="?", default=str(DEFAULT_DATA / "dev.jsonl.gz"))
     v.add_argument("--model", type=Path, default=Path("models/pos"))
@@ -81,6 +88,12 @@ def main(argv: list[str] | None = None) -> None:
         from training.pos.export import export
 
         export(args.run, args.prepared, args.out)
+    elif args.command == "optimize":
+        from training.pos.data import load_sentences
+        from training.pos.optimize import optimize_dir
+
+        texts = ["".join(s.words) for s in load_sentences(args.calibration)[: args.sentences]]
+        print(json.dumps(optimize_dir(args.model, args.out, texts)))
     elif args.command == "evaluate":
         from training.pos.evaluate import evaluate_file, segmentation_f1
 

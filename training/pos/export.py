@@ -1,4 +1,5 @@
-"""Step 3 of 3: checkpoint -> ONNX model directory (model.onnx, vocabularies, tags, jieba dictionary, config).
+"""Step 3 of 3: checkpoint -> ONNX model directory (vocabularies, tags, jieba dictionary, config, and the model as
+features.onnx + model.onnx + model.int8.onnx: training/pos/optimize.py).
 
 Export fails unless onnxruntime reproduces PyTorch within 1e-4 at several batch sizes and lengths.
 """
@@ -19,6 +20,7 @@ from senpos.pos import vocab_digest
 from senpos.runtime import make_session
 from senpos.text.vocab import Vocab
 from training.pos.model import Tagger, TaggerConfig
+from training.pos.optimize import optimize_tagger
 
 log = logging.getLogger(__name__)
 PARITY_TOL = 1e-4
@@ -140,4 +142,5 @@ def export(run_dir: Path, prepared_dir: Path, out_dir: Path) -> None:
         src = run_dir / name if (run_dir / name).exists() else prepared_dir / name
         if src.exists():
             shutil.copy(src, out_dir / name)
+    optimize_tagger(out_dir)
     log.info("exported %s", out_dir)

@@ -36,10 +36,12 @@ from training.common import Selection, make_batches, seed_everything
 from training.pos.data import Sentence, load_sentences
 from training.pos.evaluate import span_f1
 from training.pos.model import BoundaryConfig, BoundaryModel
+from training.pos.optimize import quantize_corrector
 from training.pos.prepare import write_jieba_dict
 
 log = logging.getLogger(__name__)
 PARITY_TOL = 1e-4
+CALIBRATION_TEXTS = 2000  # training texts that set the int8 corrector's scales
 
 
 @dataclass
@@ -257,7 +259,8 @@ def shrink_bigrams(model: BoundaryModel, bigrams: Vocab, train: str, min_count: 
 
 
 def export_segmenter(run_dir: Path, out_dir: Path, min_bigram_count: int = 0) -> float:
-    """segmenter.onnx + seg_chars.json + seg_bigrams.json into a model directory; returns the parity (max abs diff).
+    """segmenter.onnx (int8: training/pos/optimize.py) + seg_chars.json + seg_bigrams.json into a model directory;
+    returns the float export's parity (max abs diff).
     min_bigram_count > 0: keep only bigrams seen that often in training, in an int8 table (shrink_bigrams)."""
     model = load_segmenter(run_dir)
     chars, bigrams = Vocab.load(run_dir / "seg_chars.json"), Vocab.load(run_dir / "seg_bigrams.json")
@@ -303,5 +306,7 @@ def export_segmenter(run_dir: Path, out_dir: Path, min_bigram_count: int = 0) ->
     metrics = run_dir / "segmenter_metrics.json"
     if metrics.exists():
         shutil.copy(metrics, out_dir / "segmenter_metrics.json")
-    log.info("exported %s (parity %.2e)", path, worst)
+    texts = ["".join(s.words) for s in load_sentences(ckpt["config"]["train"])[:CALIBRATION_TEXTS]]
+    quantize_corrector(out_dir, texts)
+    log.info("exported %s (parity %.2e), int8 on %d calibration texts", path, worst, len(texts))
     return worst

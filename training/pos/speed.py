@@ -6,7 +6,8 @@ texts in turn, `repeats` times, interleaved, and the best pass of each counts. M
 - each model directory's whole pipeline (`PosTagger.tag` on raw texts, in batches of `batch` texts),
   its segmentation alone (jieba + corrector) and its tagger alone (encoded words -> tags).
   `DIR@nocache` loads DIR without PosTagger's word cache, as the tagger ran before it had one; with it, each
-  pass starts with an empty cache (no credit for words seen in an earlier pass).
+  pass starts with an empty cache (no credit for words seen in an earlier pass). `DIR@float` runs the float32
+  tagger of a directory that also has an int8 one.
 
     python -m training.pos.speed models/pos@nocache runs/pos/candidate --sentences 1500 --repeats 3
 """
@@ -39,7 +40,8 @@ def measure(model_dirs: list[Path], texts: list[str], repeats: int = 3, batch: i
     runs: dict[str, Callable[[], object]] = {"jieba_posseg": lambda: [list(posseg.cut(t)) for t in texts]}
     for d in model_dirs:
         path, _, option = str(d).partition("@")
-        tagger = PosTagger(path, threads=1, word_cache=0 if option == "nocache" else WORD_CACHE)
+        tagger = PosTagger(path, threads=1, word_cache=0 if option == "nocache" else WORD_CACHE,
+                           precision="float" if option == "float" else "auto")
         words = [w for w, _ in tagger.segment_many(texts)]
         encoded = [tagger.encode(w) for w in words]
         runs[f"{d}:pipeline"] = lambda t=tagger: (t._word_cache.clear(), [t.tag(c) for c in _chunks(texts, batch)])

@@ -100,29 +100,28 @@ class Batches(torch.utils.data.Dataset):
 
 
 def teacher_scores(model_dir: Path, examples: list[Example], batch_size: int = 64) -> list[np.ndarray]:
-    """The teacher's tag scores (words x tags, float16) for each training window, through onnxruntime."""
-    from senpos.runtime import make_session
+    """The teacher's float32 tag scores (words x tags, stored float16) for each training window, through
+    onnxruntime."""
+    from senpos.pos import PosTagger
 
-    session = make_session(Path(model_dir) / "model.onnx", threads=torch.get_num_threads(), want="cpu")
-    names = {i.name for i in session.get_inputs()}
+    teacher = PosTagger(model_dir, threads=torch.get_num_threads(), provider="cpu", precision="float")
     out: list[np.ndarray] = [np.zeros(0)] * len(examples)
     for batch in make_batches([len(e[0]) for e in examples], batch_size, rng=None):
         words, chars, lex, lengths, _ = collate([examples[i] for i in batch], torch.device("cpu"))
-        feeds = {"words": words, "chars": chars, "lex": lex, "lengths": lengths}
-        scores = session.run(None, {k: v.numpy() for k, v in feeds.items() if k in names})[0]
+        scores = teacher.scores_batch(words.numpy(), chars.numpy(), lex.numpy(), lengths.numpy())
         for row, i in enumerate(batch):
             out[i] = scores[row, : len(examples[i][0])].astype(np.float16)
     return out
 
 
 def init_from_teacher(model: Tagger, model_dir: Path) -> list[str]:
-    """Copy the teacher's embeddings and character CNN (ONNX initializers of the same name and shape)."""
+    """Copy the teacher's embeddings and character CNN (features.onnx initializers of the same name and shape)."""
     import onnx
     from onnx import numpy_helper
 
     params = dict(model.named_parameters())
     copied = []
-    for init in onnx.load(str(Path(model_dir) / "model.onnx")).graph.initializer:
+    for init in onnx.load(str(Path(model_dir) / "features.onnx")).graph.initializer:
         if init.name in params and tuple(init.dims) == tuple(params[init.name].shape):
             params[init.name].data.copy_(torch.from_numpy(numpy_helper.to_array(init).astype(np.float32)))
             copied.append(init.name)
