@@ -285,14 +285,15 @@ class PosTagger:
 
     def pieces(self, encoded: Encoded) -> list[tuple[Piece, int, int]]:
         """Cut one encoded sentence into model inputs of at most `max_words` words (windows with context):
-        (piece, keep_from, keep_to), where the piece's rows keep_from:keep_to are the words it decides."""
+        (piece, keep_from, keep_to), where the piece's rows keep_from:keep_to are the words it decides.
+        Only unknown words' characters are read (WordFeatures), so only their rows of the grid are filled."""
         w, chars, lex = encoded
         out = []
         for start, end, keep_from, keep_to in windows(len(w), self.max_words, self.context):
-            width = max((len(c) for c in chars[start:end]), default=1)
-            grid = np.zeros((end - start, width), dtype=np.int64)
-            for j, c in enumerate(chars[start:end]):
-                grid[j, : len(c)] = c
+            unknown = np.flatnonzero(w[start:end] == UNK_ID)
+            grid = np.zeros((end - start, max((len(chars[start + j]) for j in unknown), default=1)), dtype=np.int64)
+            for j in unknown:
+                grid[j, : len(chars[start + j])] = chars[start + j]
             out.append(((w[start:end], grid, lex[start:end]), keep_from - start, keep_to - start))
         return out
 
