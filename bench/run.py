@@ -7,7 +7,7 @@
 3. the naive baseline: one request = one PyTorch forward pass behind a minimal HTTP server;
 4. the peers, built as their docs recommend, same model and text processing: Ray Serve with @serve.batch (needs
    .venv-ray) and stock BentoML with `batchable=True`;
-5. /pos-tag: characters/s of the service and of the pipeline in one process, next to jieba.posseg.
+5. /pos-tag: characters/s of the service (bench/pos.py) and of the pipeline in one process, next to jieba.posseg.
 
 Results: bench/results/<name>.json, <name>.md and <name>.png (latency against throughput).
 """
@@ -28,6 +28,7 @@ from bench.harness import LOGS, REPO, answers_sentiment, free_port, running_serv
 from bench.loadgen import closed_loop
 from bench.measure import limit_sentiment, open_sweep, pos_in_process, sweep
 from bench.payloads import reviews, sentences
+from bench.pos import service_rows as pos_service_rows
 from bench.usage import profile_server
 from service.settings import SETTINGS
 
@@ -99,14 +100,7 @@ def main() -> None:
         saturation = max(r["items_per_s"] for r in service["one_per_request"])
         fractions = [0.5] if args.smoke else [0.25, 0.5, 0.75, 0.9, 1.1]
         service["open_loop"] = open_sweep(base, singles, saturation, fractions, seconds * 1.5)
-        zh_singles = [{"texts": [t]} for t in zh]
-        service["pos_one_per_request"] = sweep(base, "/pos-tag", zh_singles, 1, [32], seconds, "pos_tag")
-        service["pos_batched_64"] = sweep(
-            base, "/pos-tag", [{"texts": zh[i : i + 64]} for i in range(0, len(zh), 64)], 64, [2], seconds, "pos_tag"
-        )
-        for key in ("pos_one_per_request", "pos_batched_64"):
-            for row in service[key]:
-                row["chars_per_s"] = round(row["items_per_s"] * result["payloads"]["sentence_chars_mean"])
+        service["pos_tag"] = pos_service_rows(base, zh, seconds)
     result["service"] = service
 
     print("stock BentoML peer (@bentoml.api(batchable=True))", flush=True)
