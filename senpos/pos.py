@@ -186,6 +186,11 @@ class PosTagger:
     def __init__(self, model_dir: str | Path, threads: int = 0, provider: str | None = None, max_batch: int = 64,
                  word_cache: int = WORD_CACHE, precision: str = "auto"):
         self.model_dir = Path(model_dir)
+        if precision not in ("auto", "int8", "float"):
+            raise ValueError(f"precision must be auto, int8 or float, not {precision!r}")
+        if (self.model_dir / "model.onnx").is_file() and not (self.model_dir / "features.onnx").is_file():
+            raise ModelLoadError(f"{self.model_dir / 'features.onnx'}: missing; a directory exported before the served "
+                                 f"form: python -m training.pos optimize {self.model_dir} --out {self.model_dir}")
         require_files(self.model_dir, FILES)
         try:
             self.config = json.loads((self.model_dir / "config.json").read_text(encoding="utf-8"))
@@ -232,8 +237,8 @@ class PosTagger:
 
     def _dummy_run(self, n: int, length: int) -> np.ndarray:
         words = np.full((n, length), 2, dtype=np.int64)  # a vocabulary word, as most are
-        return self.scores_batch(words, np.ones((n, length, 2), dtype=np.int64), np.zeros_like(words),
-                         np.full(n, length, dtype=np.int64))
+        lengths = np.full(n, length, dtype=np.int64)
+        return self.scores_batch(words, np.ones((n, length, 2), dtype=np.int64), np.zeros_like(words), lengths)
 
     def steps(self, piece: Piece) -> float:
         """A piece's model cost in the cost model's steps: its words."""

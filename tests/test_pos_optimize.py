@@ -69,3 +69,15 @@ def test_without_anchors_int8_scores_would_depend_on_the_batch(tmp_path):
     tagger.session = ort.InferenceSession(str(plain), providers=["CPUExecutionProvider"])
     alone, crowd = scores_alone_and_in_crowd(tagger, "江泽民发表新年讲话。")
     assert not np.array_equal(alone, crowd)
+
+
+def test_a_directory_exported_before_the_served_form_says_how_to_convert_it(tmp_path):
+    from senpos.runtime import ModelLoadError
+
+    old = tmp_path / "pos"
+    old.mkdir()
+    (old / "model.onnx").write_bytes((MODEL / "model.onnx").read_bytes())
+    with pytest.raises(ModelLoadError, match="training.pos optimize"):
+        PosTagger(old)
+    with pytest.raises(ValueError, match="precision"):
+        PosTagger(MODEL, precision="fp16")
