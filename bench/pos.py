@@ -26,6 +26,7 @@ from bench.harness import REPO, running_server
 from bench.loadgen import closed_loop
 from bench.payloads import sentences
 from service.settings import SETTINGS
+from training.pos.evaluate import posseg_tokenizer
 from training.pos.speed import measure
 
 
@@ -33,12 +34,7 @@ class JiebaPosseg:
     """jieba.posseg with its default dictionary, loaded once; `rate()` is the best of two passes, chars/s."""
 
     def __init__(self, texts: list[str]):
-        import jieba
-        import jieba.posseg
-
-        self.texts, self.chars = texts, sum(map(len, texts))
-        self.tokenizer = jieba.posseg.POSTokenizer(jieba.Tokenizer())
-        self.tokenizer.tokenizer.initialize()
+        self.texts, self.chars, self.tokenizer = texts, sum(map(len, texts)), posseg_tokenizer()
 
     def rate(self) -> float:
         best = float("inf")

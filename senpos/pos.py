@@ -170,11 +170,12 @@ class WordFeatures:
         out = self.table[words]
         unknown = words == UNK_ID
         if unknown.any():
-            grid, widths = chars[unknown], (chars[unknown] != 0).sum(axis=1)
-            values = np.empty((len(grid), self.table.shape[1]), dtype=np.float32)
+            ids, grid, lexicon = words[unknown], chars[unknown], lex[unknown]
+            widths = (grid != 0).sum(axis=1)
+            values = np.empty((len(ids), self.table.shape[1]), dtype=np.float32)
             for width in np.unique(widths):
                 same = widths == width
-                values[same] = self.compute(words[unknown][same], grid[same, :width], lex[unknown][same])
+                values[same] = self.compute(ids[same], grid[same, :width], lexicon[same])
             out[unknown] = values
         return out
 

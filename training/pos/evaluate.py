@@ -38,13 +38,19 @@ def _scores(gold: list[Sentence], pred: list[tuple[list[tuple[int, int]], list[s
     return {"segmentation_f1": span_f1(gold_spans, pred_spans), "seg_pos_f1": span_f1(gold_tagged, pred_tagged)}
 
 
-def jieba_posseg(texts: list[str]) -> tuple[list[tuple[list[tuple[int, int]], list[str]]], float]:
-    """jieba.posseg with its default dictionary (a dedicated tokenizer); returns predictions and seconds."""
+def posseg_tokenizer():
+    """jieba.posseg with its default dictionary, in a dedicated tokenizer (never jieba's global one), loaded."""
     import jieba
     import jieba.posseg
 
     tokenizer = jieba.posseg.POSTokenizer(jieba.Tokenizer())
     tokenizer.tokenizer.initialize()
+    return tokenizer
+
+
+def jieba_posseg(texts: list[str]) -> tuple[list[tuple[list[tuple[int, int]], list[str]]], float]:
+    """jieba.posseg with its default dictionary (`posseg_tokenizer`); returns predictions and seconds."""
+    tokenizer = posseg_tokenizer()
     start = time.perf_counter()
     raw = [list(tokenizer.cut(t)) for t in texts]
     seconds = time.perf_counter() - start

@@ -23,7 +23,7 @@ import logging
 import re
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -220,6 +220,14 @@ def quantize_tagger(tagger: onnx.ModelProto, bound: float, out: Path) -> dict:
             "first_layer_bound": bound}
 
 
+def _record(model_dir: Path, change: Callable[[dict], None]) -> None:
+    """Apply `change` to the directory's config.json (where each step says what it did)."""
+    path = model_dir / "config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    change(config)
+    path.write_text(json.dumps(config, indent=2, ensure_ascii=False), encoding="utf-8")
+
+
 def optimize_tagger(model_dir: Path) -> dict:
     """Split model.onnx in `model_dir` (features.onnx + model.onnx) and add model.int8.onnx; in place."""
     from senpos.pos import WordFeatures, vocab_digest
@@ -241,10 +249,9 @@ def optimize_tagger(model_dir: Path) -> dict:
     table = WordFeatures(session, words, chars, lexicon).table
     bound = float(np.float32(np.abs(table).max() * MARGIN))
     info = {**quantize_tagger(extracted, bound, model_dir / "model.int8.onnx"), "rebuilt_parity_max_abs_diff": parity}
-    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-    config["onnx"] = {**config.get("onnx", {}), "features": "features.onnx: words, chars, lex -> features",
-                      "tagger": "model.onnx: features (batch, time, dim), lengths -> scores", "int8": info}
-    (model_dir / "config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False), encoding="utf-8")
+    _record(model_dir, lambda config: config.update(onnx={
+        **config.get("onnx", {}), "features": "features.onnx: words, chars, lex -> features",
+        "tagger": "model.onnx: features (batch, time, dim), lengths -> scores", "int8": info}))
     log.info("%s: features split out, int8 tagger %s", model_dir, info)
     return info
 
@@ -280,9 +287,7 @@ def quantize_corrector(model_dir: Path, texts: Sequence[str], batch: int = 64) -
                         per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
     info = {"convolutions": "int8, static scales (onnxruntime QDQ, per-channel weights)",
             "calibration_texts": len(encoded)}
-    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-    config["segmentation"]["corrector"]["int8"] = info
-    (model_dir / "config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False), encoding="utf-8")
+    _record(model_dir, lambda config: config["segmentation"]["corrector"].update(int8=info))
     return info
 
 

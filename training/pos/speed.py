@@ -23,6 +23,7 @@ from pathlib import Path
 from senpos.data_root import data_root
 from senpos.pos import WORD_CACHE, PosTagger
 from training.pos.data import load_sentences
+from training.pos.evaluate import posseg_tokenizer
 
 DEFAULT_DEV = data_root() / "zh_pos" / "pfr1998_01" / "dev.jsonl.gz"
 
@@ -32,11 +33,7 @@ def _chunks(items: list, size: int) -> list[list]:
 
 
 def measure(model_dirs: list[Path], texts: list[str], repeats: int = 3, batch: int = 32) -> dict:
-    import jieba
-    import jieba.posseg
-
-    posseg = jieba.posseg.POSTokenizer(jieba.Tokenizer())
-    posseg.tokenizer.initialize()
+    posseg = posseg_tokenizer()
     runs: dict[str, Callable[[], object]] = {"jieba_posseg": lambda: [list(posseg.cut(t)) for t in texts]}
     for d in model_dirs:
         path, _, option = str(d).partition("@")
