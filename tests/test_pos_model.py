@@ -12,6 +12,8 @@ from senpos.runtime import ModelLoadError
 from training.pos.__main__ import main as cli
 from training.pos.export import export_onnx, parity_check, random_batch
 from training.pos.model import Tagger, TaggerConfig
+from training.pos.prune import prune, teacher_from_onnx
+from training.pos.train import collate
 
 from .conftest import FIXTURES
 
@@ -120,3 +122,47 @@ def test_tagger_start_up_errors_name_the_file(tiny_pos_model, tmp_path):
     (broken / "jieba_dict.txt").unlink()
     with pytest.raises(ModelLoadError, match="jieba_dict.txt.*missing"):
         PosTagger(broken)
+
+
+def test_teacher_rebuilt_from_onnx_scores_like_the_exported_tagger(tiny_pos_model):
+    teacher = teacher_from_onnx(tiny_pos_model)
+    tagger = PosTagger(tiny_pos_model, precision="float")
+    encoded = [tagger.encode(words) for words in (["我们", "在", "北京", "工作", "。"], ["他", "热爱", "新词语", "。"])]
+    expected = tagger.scores_encoded(encoded)
+    batch = collate([(w, c, x, np.zeros(len(w), dtype=np.int64)) for w, c, x in encoded], torch.device("cpu"))
+    with torch.no_grad():
+        got = teacher(*batch[:4])
+    for row, scores in enumerate(expected):
+        assert np.abs(got[row, : len(scores)].numpy() - scores).max() <= 1e-4
+
+
+def test_pruning_units_nothing_reads_changes_no_score():
+    model = _model(layers=2)  # 6 units per direction
+    silent = (1, 4)
+    for k, layer in enumerate(model.layers):
+        readers = ([model.layers[k + 1].fwd.weight_ih_l0, model.layers[k + 1].bwd.weight_ih_l0]
+                   if k + 1 < len(model.layers) else [model.out.weight])
+        for d, lstm in enumerate((layer.fwd, layer.bwd)):
+            for unit in silent:
+                lstm.weight_hh_l0.data[:, unit] = 0
+                for weight in readers:
+                    weight.data[:, d * 6 + unit] = 0
+    small = prune(model, 4, [torch.ones(12) for _ in model.layers])
+    assert small.cfg.hidden == 4 and small.layers[1].fwd.input_size == 8
+    inputs = [torch.from_numpy(a) for a in random_batch(np.random.default_rng(2), model.cfg, [4, 9, 1])]
+    with torch.no_grad():
+        assert torch.allclose(model(*inputs), small(*inputs), atol=1e-6)
+
+
+def test_a_pruned_tagger_fine_tunes_against_its_teacher_and_exports(tiny_pos_model, tmp_path):
+    prepared = tiny_pos_model.parent / "prep"
+    cli(["prune", "--teacher", str(tiny_pos_model), "--prepared", str(prepared), "--hidden", "12",
+         "--run", str(tmp_path / "pruned")])
+    cli(["train", "--prepared", str(prepared), "--run", str(tmp_path / "run"), "--hidden", "12", "--epochs", "1",
+         "--char-filters", "8", "--batch-size", "4", "--max-words", "6", "--lr", "1e-4",
+         "--init-from", str(tmp_path / "pruned" / "checkpoint.pt"), "--teacher", str(tiny_pos_model)])
+    cli(["export", "--prepared", str(prepared), "--run", str(tmp_path / "run"), "--out", str(tmp_path / "model")])
+    tagger = PosTagger(tmp_path / "model")
+    assert json.loads((tmp_path / "model" / "config.json").read_text())["model"]["hidden"] == 12
+    (result,) = tagger.tag(["我们在北京工作。"])
+    assert "".join(result.words) == "我们在北京工作。"

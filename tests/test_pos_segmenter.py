@@ -91,6 +91,21 @@ def test_distilled_student_trains_from_a_teacher_directory(corrected_model):
 CANDIDATE = Path(__file__).resolve().parents[1] / "models" / "pos"
 
 
+def test_exporting_a_tagger_into_a_directory_keeps_its_corrector(corrected_model, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(corrected_model / "model", model)
+    corrector = json.loads((model / "config.json").read_text())["segmentation"]["corrector"]
+    export = ["export", "--prepared", str(corrected_model / "prep"), "--run", str(corrected_model / "run"),
+              "--out", str(model)]
+    cli(export)
+    assert json.loads((model / "config.json").read_text())["segmentation"]["corrector"] == corrector
+    assert PosTagger(model).corrector is not None
+    (model / "segmenter.onnx").unlink()  # an incomplete corrector is not claimed
+    cli(export)
+    assert "corrector" not in json.loads((model / "config.json").read_text())["segmentation"]
+    assert PosTagger(model).corrector is None
+
+
 @pytest.mark.skipif(not (CANDIDATE / "segmenter.onnx").is_file(), reason="the shipped model has no corrector")
 def test_corrected_candidate_follows_the_corpus_conventions():
     tagger = PosTagger(CANDIDATE)

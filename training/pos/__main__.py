@@ -1,4 +1,4 @@
-"""CLI: python -m training.pos {prepare,train,export,segmenter,export-segmenter,optimize,evaluate} --help"""
+"""CLI: python -m training.pos {prepare,train,prune,export,segmenter,export-segmenter,optimize,evaluate} --help"""
 
 from __future__ import annotations
 
@@ -31,6 +31,13 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--prepared", type=Path, default=Path("runs/pos/prepared"))
     t.add_argument("--run", type=Path, default=Path("runs/pos/run"))
     add_dataclass_args(t, TrainConfig)
+
+    r = sub.add_parser("prune", help="a smaller tagger cut out of an exported one (then: train --init-from --teacher)")
+    r.add_argument("--teacher", type=Path, default=Path("models/pos"), help="exported model directory")
+    r.add_argument("--prepared", type=Path, default=Path("runs/pos/prepared"), help="the teacher's prepared data")
+    r.add_argument("--hidden", type=int, required=True, help="units kept per LSTM direction")
+    r.add_argument("--run", type=Path, default=Path("runs/pos/pruned"), help="writes RUN/checkpoint.pt")
+    r.add_argument("--sentences", type=int, default=5000, help="training sentences that measure the units' use")
 
     g = sub.add_parser("segmenter", help="train the character model that corrects jieba's segmentation")
     g.add_argument("--run", type=Path, default=Path("runs/pos/segmenter"))
@@ -75,6 +82,10 @@ def main(argv: list[str] | None = None) -> None:
 
         metrics = train(args.prepared, args.run, pick(args, TrainConfig))
         print(json.dumps({k: metrics[k] for k in ("dev_token_accuracy", "best_epoch", "parameters")}))
+    elif args.command == "prune":
+        from training.pos.prune import prune_teacher
+
+        print(json.dumps(prune_teacher(args.teacher, args.prepared, args.hidden, args.run, args.sentences)))
     elif args.command == "segmenter":
         from training.pos.segmenter import train_segmenter
 

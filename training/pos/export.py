@@ -1,5 +1,6 @@
 """Step 3 of 3: checkpoint -> ONNX model directory (vocabularies, tags, jieba dictionary, config, and the model as
-features.onnx + model.onnx + model.int8.onnx: training/pos/optimize.py).
+features.onnx + model.onnx + model.int8.onnx: training/pos/optimize.py). A segmentation corrector already in the
+directory stays.
 
 Export fails unless onnxruntime reproduces PyTorch within 1e-4 at several batch sizes and lengths.
 """
@@ -16,7 +17,7 @@ import numpy as np
 import onnx
 import torch
 
-from senpos.pos import vocab_digest
+from senpos.pos import CORRECTOR_FILES, vocab_digest
 from senpos.runtime import make_session
 from senpos.text.vocab import Vocab
 from training.pos.model import Tagger, TaggerConfig
@@ -109,6 +110,16 @@ def export_onnx(model: Tagger, path: Path, words: Vocab, chars: Vocab, tags: lis
     onnx.save(proto, str(path))
 
 
+def kept_corrector(out_dir: Path) -> dict | None:
+    """The config of a segmentation corrector already in `out_dir` (export-segmenter), if its files are all there:
+    exporting a new tagger into a model directory keeps its corrector, which reads only jieba and the text."""
+    try:
+        corrector = json.loads((out_dir / "config.json").read_text(encoding="utf-8"))["segmentation"]["corrector"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return corrector if all((out_dir / name).is_file() for name in CORRECTOR_FILES) else None
+
+
 def export(run_dir: Path, prepared_dir: Path, out_dir: Path) -> None:
     model, ckpt = load_checkpoint(run_dir)
     model = halve_word_embeddings(model)
@@ -117,6 +128,7 @@ def export(run_dir: Path, prepared_dir: Path, out_dir: Path) -> None:
     if (len(words), len(chars), tags) != (model.cfg.n_words, model.cfg.n_chars, ckpt["tags"]):
         raise ValueError(f"{prepared_dir}: vocabularies or tags do not match {run_dir / 'checkpoint.pt'}")
     out_dir.mkdir(parents=True, exist_ok=True)
+    corrector = kept_corrector(out_dir)
     lexicon_tags = ckpt.get("lexicon_tags", []) if model.cfg.n_lex else []
     export_onnx(model, out_dir / "model.onnx", words, chars, tags, lexicon_tags)
     parity = parity_check(model, out_dir / "model.onnx")
@@ -128,7 +140,7 @@ def export(run_dir: Path, prepared_dir: Path, out_dir: Path) -> None:
     config = {
         "task": "pos",
         "tagset": "PFR (People's Daily 1998 / PKU)",
-        "segmentation": SEGMENTATION,
+        "segmentation": {**SEGMENTATION, "corrector": corrector} if corrector else SEGMENTATION,
         "max_words": ckpt["train_config"]["max_words"],
         "window_context": WINDOW_CONTEXT,
         "model": ckpt["model_config"],
