@@ -1,7 +1,8 @@
 """/pos-tag against jieba.posseg on this machine (`python -m bench.pos`; issue 15's figures):
 
 1. the service with its default settings (`bentoml serve`, SENPOS_API_WORKERS workers): client-batched (64
-   sentences per request, 2 and 4 requests in flight) and one sentence per request (32 in flight), chars/s;
+   sentences per request, 2, 4 and 8 requests in flight: 8 keeps both workers busy however the connections fall
+   on them) and one sentence per request (32 in flight), chars/s;
    the load generator runs on the same machine and its CPU share is in the table. This machine's speed drifts
    (jieba.posseg alone has varied by 30% between runs), so jieba.posseg runs again, in this process with the
    server idle, right before and after each measurement, and each row is compared with those two runs;
@@ -54,7 +55,7 @@ def service_rows(base: str, texts: list[str], seconds: float) -> list[dict]:
     asyncio.run(closed_loop(base, "/pos-tag", batches, 2, min(seconds, 3.0), 64))  # warm-up: word caches
     rows = []
     for name, payloads, items, level in (("batched_64", batches, 64, 2), ("batched_64", batches, 64, 4),
-                                         ("one_per_request", singles, 1, 32)):
+                                         ("batched_64", batches, 64, 8), ("one_per_request", singles, 1, 32)):
         before = jieba.rate()
         row = asyncio.run(closed_loop(base, "/pos-tag", payloads, level, seconds, items)).summary()
         around = [round(before), round(jieba.rate())]

@@ -92,11 +92,21 @@ class RebalanceMiddleware:
     keepalive_requests does, and once a connection has kept this worker busy for `every_s` seconds, so a few
     connections carrying large requests spread out too. The API worker processes share one listening socket and
     connections tend to land on a single worker, which then does all the work while the other idles; a
-    reconnecting client is accepted by whichever worker gets to it first, and the less busy one usually does."""
+    reconnecting client is accepted by whichever worker gets to it first, and the less busy one usually does.
+    Only a worker that has answered another connection in the last `shared_s` seconds asks: moving its only
+    connection cannot even out the load, and half the time it would land beside another one. `every` = 1 turns
+    keep-alive off."""
 
-    def __init__(self, app, every: int = 100, every_s: float = 2.0):
-        self.app, self.every, self.every_s = app, every, every_s
+    def __init__(self, app, every: int = 100, every_s: float = 2.0, shared_s: float = 1.0):
+        self.app, self.every, self.every_s, self.shared_s = app, every, every_s, shared_s
         self.served: dict[Any, float] = {}  # connection (client address) -> seconds answering it since it connected
+        self.seen: dict[Any, float] = {}  # connection -> when it last had an answer here
+
+    def shared(self, connection: Any, now: float) -> bool:
+        """Whether another connection was answered here in the last `shared_s` seconds."""
+        if len(self.seen) > 1_000:  # connections their clients closed leave entries behind
+            self.seen = {c: t for c, t in self.seen.items() if now - t < self.shared_s}
+        return any(c != connection and now - t < self.shared_s for c, t in self.seen.items())
 
     async def __call__(self, scope: Scope, receive, send) -> None:
         if scope["type"] != "http" or self.every <= 0:
@@ -105,13 +115,17 @@ class RebalanceMiddleware:
 
         async def closing(message):
             if message["type"] == "http.response.start":
-                served = self.served.pop(connection, 0.0) + time.monotonic() - started
-                if served >= self.every_s or not random.randrange(self.every):
+                now = time.monotonic()
+                served = self.served.pop(connection, 0.0) + now - started
+                if self.every == 1 or (self.shared(connection, now) and (
+                        served >= self.every_s or not random.randrange(self.every))):
                     message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+                    self.seen.pop(connection, None)
                 elif connection is not None:
-                    if len(self.served) > 10_000:  # connections their clients closed leave entries behind
+                    if len(self.served) > 10_000:
                         self.served.clear()
                     self.served[connection] = served
+                    self.seen[connection] = now
             await send(message)
 
         await self.app(scope, receive, closing)

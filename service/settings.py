@@ -50,7 +50,8 @@ CONFIG: tuple[tuple[str, str, str], ...] = (  # variable, default, meaning
      "requests in flight in the service (BentoML splits it over the workers) before 429: a backstop"),
     ("SENPOS_TIMEOUT_S", "60", "request timeout (504)"),
     ("SENPOS_KEEPALIVE_REQUESTS", "100", "mean requests per connection before the client is asked to reconnect "
-     "(also after 2 s of work on one connection; spreads connections over the workers; 0: never)"),
+     "(also after 2 s of work on one connection; only while its worker serves other connections too: spreads "
+     "connections over the workers; 1: after every request; 0: never)"),
     ("SENPOS_ACCESS_LOG", "0", "1: one log line per answered request; load-shedding refusals are left out and only "
      "counted in /metrics (off by default: under overload the log line costs more than the refusal)"),
 )

@@ -25,8 +25,19 @@ def _closes(app, client) -> bool:
 
 def test_a_connection_is_asked_to_reconnect_once_it_brought_enough_work():
     app = RebalanceMiddleware(lambda *a: _answer_after(0.03, *a), every=10**9, every_s=0.1)
+    assert not _closes(app, ("127.0.0.1", 4000))  # another connection on this worker
     first = [_closes(app, ("127.0.0.1", 5000)) for _ in range(3)]
     assert first == [False, False, False]  # 0.09 s of work so far
     assert _closes(app, ("127.0.0.1", 5000))  # 0.12 s: reconnect
     assert not _closes(app, ("127.0.0.1", 5000))  # counted anew for the new connection
     assert not _closes(app, ("127.0.0.1", 5001))  # other connections have their own count
+
+
+def test_a_workers_only_connection_is_never_moved():
+    app = RebalanceMiddleware(lambda *a: _answer_after(0.03, *a), every=2, every_s=0.05, shared_s=0.5)
+    assert not any(_closes(app, ("127.0.0.1", 5000)) for _ in range(20))  # 0.6 s of work, 20 requests, alone
+    app.every = 10**9  # from here on only the work done decides
+    assert not _closes(app, ("127.0.0.1", 4000))  # a second connection, 30 ms of work: stays
+    assert _closes(app, ("127.0.0.1", 5000))  # the first now shares the worker, after 0.6 s of work: moved
+    app.every = 1
+    assert _closes(app, ("127.0.0.1", 6000))  # every = 1: keep-alive off, even alone
