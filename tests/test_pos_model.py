@@ -147,6 +147,8 @@ def test_pruning_units_nothing_reads_changes_no_score():
                 lstm.weight_hh_l0.data[:, unit] = 0
                 for weight in readers:
                     weight.data[:, d * 6 + unit] = 0
+    with pytest.raises(ValueError, match="between 1 and the teacher's 6"):
+        prune(model, 7, [torch.ones(12) for _ in model.layers])
     small = prune(model, 4, [torch.ones(12) for _ in model.layers])
     assert small.cfg.hidden == 4 and small.layers[1].fwd.input_size == 8
     inputs = [torch.from_numpy(a) for a in random_batch(np.random.default_rng(2), model.cfg, [4, 9, 1])]

@@ -79,6 +79,8 @@ def mean_abs_outputs(model: Tagger, examples: list, batch_size: int = 64) -> lis
 def prune(model: Tagger, hidden: int, activity: list[torch.Tensor]) -> Tagger:
     """A copy of `model` keeping `hidden` units per direction and layer, the most useful ones."""
     old = model.cfg.hidden
+    if not 0 < hidden <= old:
+        raise ValueError(f"hidden must be between 1 and the teacher's {old}, not {hidden}")
     small = Tagger(TaggerConfig(**{**asdict(model.cfg), "hidden": hidden}))
     small.load_state_dict({k: v for k, v in model.state_dict().items() if "layers." not in k and "out." not in k},
                           strict=False)
@@ -111,7 +113,8 @@ def prune_teacher(model_dir: Path, prepared_dir: Path, hidden: int, out_dir: Pat
     `train` writes, so `train --init-from` and `export --run` read it)."""
     data = load_prepared(prepared_dir)
     teacher = teacher_from_onnx(model_dir)
-    examples = windows(data["train"][:sentences], 150)
+    max_words = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))["max_words"]
+    examples = windows(data["train"][:sentences], max_words)
     student = prune(teacher, hidden, mean_abs_outputs(teacher, examples))
     out_dir.mkdir(parents=True, exist_ok=True)
     train_config = {**asdict(TrainConfig()), "hidden": hidden, "layers": teacher.cfg.layers}
