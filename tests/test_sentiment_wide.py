@@ -117,7 +117,7 @@ def test_tiny_wide_and_deep_pipeline_exports_a_loadable_model(tmp_path, reviews_
     cli(["train", "--prepared", str(prep), "--run", str(run), "--hidden", "8", "--epochs", "2", "--batch-size", "4",
          "--max-tokens", "12", "--head-tokens", "4"])
     fit_wide(prep, tmp_path / "wide", WideConfig(max_tokens=12, head_tokens=4, buckets=256, n=3, c_grid=(1.0,)))
-    metrics = combine(run, tmp_path / "wide", prep, tmp_path / "wd")
+    metrics = combine(run, tmp_path / "wide", prep, tmp_path / "wd", short_texts="")
     assert set(metrics["results"]) == {"select", "report"}
     cli(["export", "--prepared", str(prep), "--run", str(tmp_path / "wd"), "--out", str(tmp_path / "model")])
     predictor = SentimentPredictor(tmp_path / "model")

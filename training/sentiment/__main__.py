@@ -1,4 +1,4 @@
-"""CLI: python -m training.sentiment {prepare,train,export,evaluate,all} --help"""
+"""CLI: python -m training.sentiment {ship,prepare,train,export,evaluate} --help"""
 
 from __future__ import annotations
 
@@ -20,6 +20,11 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(prog="python -m training.sentiment", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("ship", help="the shipped model's whole recipe (training/sentiment/ship.py), resumable")
+    s.add_argument("--runs", type=Path, default=Path("runs/sentiment"), help="where each step writes (and resumes)")
+    s.add_argument("--out", type=Path, default=Path("models/sentiment"))
+    s.add_argument("--data", type=Path, default=DEFAULT_DATA, help="holds train.jsonl.gz and unsup.jsonl.gz")
 
     p = sub.add_parser("prepare", help="tokenise, grouped fit/select/report split, vocabulary, word2vec")
     p.add_argument("--out", type=Path, default=Path("runs/sentiment/prepared"))
@@ -49,7 +54,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    if args.command == "prepare":
+    if args.command == "ship":
+        from training.sentiment.ship import ship
+
+        print(json.dumps(ship(args.runs, args.out, args.data), indent=2))
+    elif args.command == "prepare":
         from training.download import download
         from training.sentiment.prepare import prepare
 

@@ -102,17 +102,28 @@ class WideNgrams(nn.Module):
 
 
 class WideAndDeep(nn.Module):
-    """P(positive) = sigmoid(a * BiLSTM logit + b * wide logit + c); a, b, c are fitted on held-out data."""
+    """P(positive) = sigmoid((a + a' s) * BiLSTM logit + (b + b' s) * wide logit + c + c' s), s = 1 / sqrt(length).
+
+    The six numbers are fitted on held-out data (combine.py); the terms in s let a short input weigh and
+    calibrate the two branches differently from a whole review. With a' = b' = c' = 0 this is the plain stack.
+    """
 
     def __init__(self, deep: SentimentBiLSTM, wide: WideNgrams):
         super().__init__()
         self.cfg = deep.cfg
         self.deep, self.wide = deep, wide
-        self.combine = nn.Parameter(torch.tensor([1.0, 1.0, 0.0]))
+        self.combine = nn.Parameter(torch.tensor([1.0, 1.0, 0.0, 0.0, 0.0, 0.0]))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        key = prefix + "combine"
+        if key in state_dict and state_dict[key].numel() == 3:  # a stack from before the length terms
+            state_dict[key] = torch.cat([state_dict[key], torch.zeros(3, dtype=state_dict[key].dtype)])
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def logits(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        a, b, c = self.combine[0], self.combine[1], self.combine[2]
-        return a * self.deep.logits(ids, lengths) + b * self.wide(ids, lengths) + c
+        a, b, c, a_s, b_s, c_s = self.combine.unbind()
+        s = torch.rsqrt(lengths.to(torch.float32))
+        return (a + a_s * s) * self.deep.logits(ids, lengths) + (b + b_s * s) * self.wide(ids, lengths) + c + c_s * s
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.logits(ids, lengths))

@@ -25,7 +25,7 @@ MAX_STORED_TOKENS = 3000  # longer than any IMDB review; truncation itself is a 
 @dataclass
 class PrepareConfig:
     train: str
-    unsup: str | None = None  # unlabelled reviews, used only for word2vec
+    unsup: str | None = None  # unlabelled reviews: word2vec (and the vocabulary with vocab_unsup); no labels
     val_fraction: float = 0.1  # the "select" part: epochs, hyperparameters, stacking, temperature
     report_fraction: float = 0.1  # the "report" part: scored once, for the card's headline
     seed: int = 13
@@ -35,6 +35,8 @@ class PrepareConfig:
     w2v_epochs: int = 5
     w2v_window: int = 5
     vectors: str | None = None  # GloVe/word2vec text file used instead of training word2vec
+    split_from: str | None = None  # a split.json (fit / select / report line numbers) to reuse instead of grouping
+    vocab_unsup: bool = False  # also count the unlabelled reviews' tokens for the vocabulary (no labels involved)
 
 
 def _pack(token_ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -93,23 +95,27 @@ def _embedding_matrix(vocab: Vocab, index: dict, vectors: np.ndarray, cfg: Prepa
 def prepare(cfg: PrepareConfig, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     reviews = load_reviews(cfg.train)
-    groups = group_reviews([r.text for r in reviews])
-    fit_i, select_i, report_i = grouped_split([r.label for r in reviews], groups,
-                                              (cfg.val_fraction, cfg.report_fraction), cfg.seed)
+    if cfg.split_from:  # the same parts as an earlier model, so figures compare on the same reviews
+        given = json.loads(Path(cfg.split_from).read_text())
+        fit_i, select_i, report_i = given["fit"], given["select"], given["report"]
+    else:
+        groups = group_reviews([r.text for r in reviews])
+        fit_i, select_i, report_i = grouped_split([r.label for r in reviews], groups,
+                                                  (cfg.val_fraction, cfg.report_fraction), cfg.seed)
     train, val, report = ([reviews[i] for i in idx] for idx in (fit_i, select_i, report_i))
-    log.info("%d labelled reviews in %d groups: %d fit, %d select, %d report", len(reviews), len(set(groups)),
-             len(train), len(val), len(report))
+    log.info("%d labelled reviews: %d fit, %d select, %d report", len(reviews), len(train), len(val), len(report))
 
     def tok(rs: list[Review]) -> list[list[str]]:
         return [t[:MAX_STORED_TOKENS] for t in tokenize_many(r.text for r in rs)]
 
     train_tokens, val_tokens, report_tokens = tok(train), tok(val), tok(report)
-    vocab = Vocab.build(train_tokens, cfg.min_freq, cfg.max_vocab)  # from the training part only
+    unsup = tok(load_reviews(cfg.unsup, split="unsup", include_unlabelled=True)) if cfg.unsup else []
+    # From the fit part (and, if asked, unlabelled text): nothing of select or report decides the vocabulary.
+    vocab = Vocab.build(train_tokens + (unsup if cfg.vocab_unsup else []), cfg.min_freq, cfg.max_vocab)
     log.info("vocabulary: %d entries", len(vocab))
     if cfg.vectors:
         embeddings = read_text_vectors(cfg.vectors, vocab, cfg)
     else:
-        unsup = tok(load_reviews(cfg.unsup, split="unsup", include_unlabelled=True)) if cfg.unsup else []
         embeddings = train_word2vec(train_tokens + val_tokens + report_tokens + unsup, cfg, vocab)  # no labels
 
     arrays = {}

@@ -1,5 +1,5 @@
-"""Measure the exported model (validation accuracy and ECE through onnxruntime, CPU throughput) and
-write evaluation.json and MODEL_CARD.md into the model directory.
+"""Measure the exported model (select, report and short-text accuracy and ECE through onnxruntime, CPU
+throughput) and write evaluation.json into the model directory.
 
     python -m training.sentiment.report --model models/sentiment
 """
@@ -18,6 +18,7 @@ import numpy as np
 from senpos.sentiment import SentimentPredictor
 from training.sentiment.data import Review, load_reviews, stratified_split
 from training.sentiment.evaluate import probe_accuracy, score
+from training.sentiment.short_inputs import load_short_texts
 from training.sentiment.split import group_reviews, grouped_split
 
 
@@ -50,27 +51,53 @@ def held_out_parts(model_dir: Path) -> dict[str, list[Review]]:
     return {"validation": [reviews[i] for i in select], "report": [reviews[i] for i in report]}
 
 
+def short_text_scores(predictor: SentimentPredictor) -> dict:
+    """Per part of the short-text set: the usual scores, accuracy per phenomenon and per domain, and the wrong
+    answers given with confidence above 0.95."""
+    out = {}
+    rows = load_short_texts("eval")
+    for part in ("select", "report"):
+        sub = [r for r in rows if r["part"] == part]
+        probs = predictor.predict([r["text"] for r in sub])
+        y = np.array([r["label"] for r in sub])
+        right = (probs >= 0.5) == y
+        conf = np.maximum(probs, 1 - probs)
+        out[part] = {**score(probs, y),
+                     "wrong_above_0.95": [r["text"] for r, ok, c in zip(sub, right, conf, strict=True)
+                                          if not ok and c > 0.95]}
+        for key in ("phenomenon", "domain"):
+            out[part][f"by_{key}"] = {v: round(float(np.mean([ok for ok, r in zip(right, sub, strict=True)
+                                                               if r[key] == v])), 4)
+                                      for v in sorted({r[key] for r in sub})}
+    return out
+
+
+def report(model_dir: Path, seconds: float = 10.0) -> dict:
+    """Score the held-out parts through onnxruntime, measure throughput; write evaluation.json."""
+    predictor = SentimentPredictor(model_dir)
+    result = {}
+    for name, part in held_out_parts(model_dir).items():
+        seqs = predictor.encode_many([r.text for r in part])
+        result[name] = score(predictor.predict_ids(seqs), np.array([r.label for r in part]))
+    result["short_texts"] = short_text_scores(predictor)
+    result["probes"] = probe_accuracy(model_dir)
+    rng = np.random.default_rng(0)
+    sample = [seqs[i] for i in rng.permutation(len(seqs))]
+    result["cpu_throughput_reviews_per_s"] = {
+        f"batch_{b}": round(throughput(predictor, sample, b, seconds), 1) for b in (1, 64)}
+    result["machine"] = {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+                         "python": platform.python_version(), "provider": predictor.provider}
+    result["command"] = f"python -m training.sentiment.report --model {model_dir}"
+    (model_dir / "evaluation.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=Path("models/sentiment"))
     parser.add_argument("--seconds", type=float, default=10.0, help="per throughput measurement")
     args = parser.parse_args()
-
-    predictor = SentimentPredictor(args.model)
-    result = {}
-    for name, part in held_out_parts(args.model).items():
-        seqs = predictor.encode_many([r.text for r in part])
-        result[name] = score(predictor.predict_ids(seqs), np.array([r.label for r in part]))
-    result["probes"] = probe_accuracy(args.model)
-    rng = np.random.default_rng(0)
-    sample = [seqs[i] for i in rng.permutation(len(seqs))]
-    result["cpu_throughput_reviews_per_s"] = {
-        f"batch_{b}": round(throughput(predictor, sample, b, args.seconds), 1) for b in (1, 64)}
-    result["machine"] = {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-                         "python": platform.python_version(), "provider": predictor.provider}
-    result["command"] = f"python -m training.sentiment.report --model {args.model}"
-    (args.model / "evaluation.json").write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
+    print(json.dumps(report(args.model, args.seconds), indent=2))
 
 
 if __name__ == "__main__":

@@ -18,9 +18,17 @@ from torch import nn
 from tqdm import tqdm
 
 from senpos.text.english import truncate
+from senpos.text.vocab import Vocab
 from training.common import Selection, make_batches, pick_device, plot_curves, seed_everything
 from training.sentiment.model import ModelConfig, SentimentBiLSTM
 from training.sentiment.prepare import load_prepared
+from training.sentiment.short_inputs import (
+    SHORT_EVAL,
+    encode_short_texts,
+    load_short_texts,
+    random_crop,
+    sentence_end_ids,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +52,12 @@ class TrainConfig:
     max_train: int = 0  # 0 = all; a small number makes a seconds-long smoke run
     time_budget_s: float = 0.0  # 0 = none; otherwise no new epoch starts after this many seconds
     init: str = ""  # a run directory whose checkpoint.pt starts the weights (e.g. to go on at a lower lr)
+    crops: int = 0  # sentence crops (short_inputs.random_crop) per fit review per epoch, each with its review's label
+    crop_sentences: int = 3
+    crop_tokens: int = 64
+    short_texts: str = ""  # a hand-written short-text set to train on as well (short_inputs.SHORT_TEXTS/<name>.jsonl)
+    short_repeat: int = 3  # times each short text is seen per epoch
+    threads: int = 0  # torch CPU threads (0 = its default, all cores)
 
 
 def collate(seqs: list[np.ndarray], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,6 +81,8 @@ def predict(model: SentimentBiLSTM, seqs: list[np.ndarray], device: torch.device
 def train(prepared_dir: Path, run_dir: Path, cfg: TrainConfig) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
     data = load_prepared(prepared_dir)
 
@@ -76,6 +92,7 @@ def train(prepared_dir: Path, run_dir: Path, cfg: TrainConfig) -> dict:
     train_x, train_y = data["train"]
     if cfg.max_train:
         train_x, train_y = train_x[: cfg.max_train], train_y[: cfg.max_train]
+    full_x = train_x  # crops come from whole reviews, not from the head + tail that truncation keeps
     train_x, val_x, val_y = cut(train_x), cut(data["val"][0]), data["val"][1]
     emb = torch.from_numpy(data["embeddings"])
     mcfg = ModelConfig(vocab_size=emb.shape[0], embed_dim=emb.shape[1], hidden=cfg.hidden, layers=cfg.layers,
@@ -90,6 +107,32 @@ def train(prepared_dir: Path, run_dir: Path, cfg: TrainConfig) -> dict:
     n_params = sum(p.numel() for p in model.parameters())
     log.info("device %s, %d parameters, %d train / %d val reviews", device, n_params, len(train_x), len(val_x))
 
+    vocab = Vocab.load(prepared_dir / "vocab.json")
+    ends = sentence_end_ids(vocab)
+    short_x, short_y = encode_short_texts(load_short_texts(cfg.short_texts), vocab) if cfg.short_texts else ([], [])
+
+    def epoch_examples(rng: random.Random) -> tuple[list[np.ndarray], np.ndarray]:
+        """Every fit review, `crops` crops of each, and the short texts `short_repeat` times."""
+        xs, ys = list(train_x), [train_y]
+        for _ in range(cfg.crops):
+            xs += [random_crop(s, ends, rng, cfg.crop_sentences, cfg.crop_tokens) for s in full_x]
+            ys.append(train_y)
+        for _ in range(cfg.short_repeat if len(short_x) else 0):
+            xs += short_x
+            ys.append(short_y)
+        return xs, np.concatenate(ys)
+
+    def short_select_accuracy() -> float | None:
+        """Watched, not selected on: selection stays on the select reviews."""
+        try:
+            rows = [r for r in load_short_texts("eval") if r.get("part") == "select"] if SHORT_EVAL.exists() else []
+        except ValueError:  # being written
+            rows = []
+        if not rows:
+            return None
+        x, y = encode_short_texts(rows, vocab)
+        return float(np.mean((predict(model, x, device) >= 0.5) == y))
+
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loss_fn = nn.BCEWithLogitsLoss()
     rng = random.Random(cfg.seed)
@@ -100,10 +143,11 @@ def train(prepared_dir: Path, run_dir: Path, cfg: TrainConfig) -> dict:
             break
         model.train()
         t0, total, seen = time.time(), 0.0, 0
-        batches = make_batches([len(s) for s in train_x], cfg.batch_size, rng)
+        epoch_x, epoch_y = epoch_examples(rng)
+        batches = make_batches([len(s) for s in epoch_x], cfg.batch_size, rng)
         for batch in tqdm(batches, desc=f"epoch {epoch}", leave=False, mininterval=5):
-            ids, lengths = collate([train_x[i] for i in batch], device)
-            target = torch.tensor(train_y[batch], dtype=torch.float32, device=device)
+            ids, lengths = collate([epoch_x[i] for i in batch], device)
+            target = torch.tensor(epoch_y[batch], dtype=torch.float32, device=device)
             loss = loss_fn(model.logits(ids, lengths), target)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -116,8 +160,9 @@ def train(prepared_dir: Path, run_dir: Path, cfg: TrainConfig) -> dict:
         val_acc = float(np.mean((probs >= 0.5) == val_y))
         history.append({"epoch": epoch, "train_loss": total / seen, "val_loss": val_loss, "val_accuracy": val_acc,
                         "seconds": round(time.time() - t0, 1)})
-        log.info("epoch %d: train loss %.4f, val loss %.4f, val acc %.4f (%.0fs)", epoch, total / seen, val_loss,
-                 val_acc, time.time() - t0)
+        history[-1]["short_select_accuracy"] = short_select_accuracy()
+        log.info("epoch %d: train loss %.4f, val loss %.4f, val acc %.4f, short texts %s (%.0fs)", epoch,
+                 total / seen, val_loss, val_acc, history[-1].get("short_select_accuracy"), time.time() - t0)
         if selection.update(val_acc, {"model_config": asdict(mcfg), "train_config": asdict(cfg),
                                       "state_dict": model.state_dict()}, model, opt):
             break
