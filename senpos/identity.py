@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 # model -> (reported name, JSON path in evaluation.json) of the figures a user compares models by.
-HEADLINE = {
+HEADLINE: dict[str, dict[str, tuple[str, ...]]] = {
     "sentiment": {"report_accuracy": ("report", "accuracy"), "validation_accuracy": ("validation", "accuracy")},
     "pos": {"dev_seg_pos_f1": ("end_to_end", "seg_pos_f1"),
             "dev_segmentation_f1": ("end_to_end", "segmentation_f1"),

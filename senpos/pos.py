@@ -8,6 +8,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -110,7 +111,7 @@ class BoundaryCorrector:
                 dtype=np.int64), np.asarray(places, dtype=np.int64))
 
     @staticmethod
-    def pad(batch: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, ...]:
+    def pad(batch: Sequence[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
         """One model call's inputs (chars, bigrams, places padded to the longest text, lengths)."""
         lengths = np.array([len(c) for c, _, _ in batch], dtype=np.int64)
         arrays = np.zeros((3, len(batch), int(lengths.max())), dtype=np.int64)
@@ -257,10 +258,10 @@ class PosTagger:
     def segment_many(self, items: Sequence[str | Sequence[str]]) -> list[tuple[list[str], list[tuple[int, int]]]]:
         """Raw texts are segmented (together); word lists are kept exactly, offsets into their concatenation."""
         raw = [i for i, item in enumerate(items) if isinstance(item, str)]
-        spans = dict(zip(raw, self.segment_texts([items[i] for i in raw]), strict=True))
-        out = []
+        spans = dict(zip(raw, self.segment_texts([cast(str, items[i]) for i in raw]), strict=True))
+        out: list[tuple[list[str], list[tuple[int, int]]]] = []
         for i, item in enumerate(items):
-            if i in spans:
+            if isinstance(item, str):  # exactly the items in `spans`
                 out.append(([item[a:b] for a, b in spans[i]], spans[i]))
             else:
                 words = list(item)

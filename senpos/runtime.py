@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,7 +49,7 @@ def open_model(path: Path, vocab_sha256: str, vocab_files: str, threads: int = 0
     return session
 
 
-def gpu_visible(env: dict[str, str] | None = None, dev: str = "/dev") -> bool:
+def gpu_visible(env: Mapping[str, str] | None = None, dev: str = "/dev") -> bool:
     """True when an NVIDIA device node exists and CUDA_VISIBLE_DEVICES does not hide every GPU."""
     env = os.environ if env is None else env
     visible = env.get("CUDA_VISIBLE_DEVICES")

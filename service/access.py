@@ -6,7 +6,7 @@ import hmac
 import json
 import re
 import secrets
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 Scope = dict[str, Any]
@@ -33,10 +33,13 @@ def _with_request_id(body: bytes, request_id: str) -> bytes:
 class AccessMiddleware:
     """`keys`: when any, the `protected` paths need `Authorization: Bearer <key>` (401 otherwise; compared in
     constant time, never logged). `origins`: browser origins allowed to call (`*` for any); preflights are
-    answered here. Every answer carries `x-request-id`: the client's own when it sent a sane one."""
+    answered here. Every answer carries `x-request-id`: the client's own when it sent a sane one. `routes(scope)`:
+    an answer for a request that no route serves (service/errors.py `KnownRoutes`), given here, before any other
+    layer sees it."""
 
-    def __init__(self, app, keys: Sequence[str], origins: Sequence[str], protected: Collection[str]):
-        self.app, self.protected = app, frozenset(protected)
+    def __init__(self, app, keys: Sequence[str], origins: Sequence[str], protected: Collection[str],
+                 routes: Callable[[Scope], tuple[int, str, list[tuple[bytes, bytes]]] | None] | None = None):
+        self.app, self.protected, self.routes = app, frozenset(protected), routes
         self.keys = [k.encode() for k in keys]
         self.any_origin = "*" in origins
         self.origins = {o.rstrip("/").encode() for o in origins}
@@ -55,6 +58,10 @@ class AccessMiddleware:
                        if b"authorization" not in headers else "the API key is not valid")
             return await _answer(send, 401, error_body(message, request_id),
                                  [*extra, (b"www-authenticate", b'Bearer realm="senpos"')])
+        unrouted = self.routes(scope) if self.routes else None
+        if unrouted:
+            status, message, route_headers = unrouted
+            return await _answer(send, status, error_body(message, request_id), [*extra, *route_headers])
         await self.app(scope, receive, _tagging_send(send, extra, request_id))
 
     def _authorised(self, header: bytes | None) -> bool:

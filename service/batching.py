@@ -162,12 +162,12 @@ class Batcher(Admission):
         self.queued_units = 0
         self._measured = self._predicted = 0.0  # decayed sums: measured / predicted = slowdown
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="model")
-        self._wake: asyncio.Event | None = None
+        self._wake: asyncio.Event  # made with the consumer, on the loop of the first `submit`
         self._consumer: asyncio.Task | None = None
         self._ids = itertools.count()
 
-    @property
-    def slowdown(self) -> float:
+    @property  # Admission declares `slowdown` an attribute: RemoteQueue sets it from its server's reports
+    def slowdown(self) -> float:  # type: ignore[override]
         """Measured call time over the cost model's prediction for the same calls, in [1/2, 4]."""
         if not self._predicted:
             return 1.0
@@ -231,7 +231,8 @@ class Batcher(Admission):
     def _take(self) -> list[_Job]:
         """Whole units, one per request in turn, up to `max_batch_items` items and a quarter of the queue budget
         in model time (a larger unit goes alone)."""
-        jobs, n, cost = [], 0, 0.0
+        jobs: list[_Job] = []
+        n, cost = 0, 0.0
         while self.queues:
             request, queue = next(iter(self.queues.items()))
             while queue and (queue[0].dropped or queue[0].future.done()):
@@ -270,7 +271,7 @@ class Batcher(Admission):
         self.running_s += cost
         started = time.perf_counter()
         try:
-            results = await asyncio.get_running_loop().run_in_executor(self._pool, self._call, items)
+            outcome = await asyncio.get_running_loop().run_in_executor(self._pool, self._call, items)
         except Exception as e:  # one bad batch fails its own requests, never the batcher
             for job in jobs:
                 if not job.future.done():
@@ -279,7 +280,7 @@ class Batcher(Admission):
             return
         finally:
             self.running_s -= cost
-        results, predicted = results
+        results, predicted = outcome
         seconds = time.perf_counter() - started
         if predicted:
             self._measured = _DECAY * self._measured + seconds

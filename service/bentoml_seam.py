@@ -3,15 +3,20 @@
 - `put_in_front`: our load shedding runs before BentoML's own middleware (its metrics, tracing, timeout and
   concurrency layers), so a refusal costs little; BentoML offers no hook there, so `Service.to_asgi` is wrapped.
 - BentoML's timeout middleware is swapped for service/middleware.py's, which cancels its timer.
-- `docs_app`: the Swagger page BentoML serves at `/`, served at `/docs`.
+- `serve_docs`: the Swagger page BentoML serves at `/`, served at `/docs` as senpos's own (its title, no script
+  from the internet), with the document, whole, at `/docs.json` and `/docs/docs.json`.
 - `plain_json_outputs`: BentoML otherwise rebuilds each output's JSON schema per response to find its media type.
 - `add_route`: plain GET routes (GET /info) beside BentoML's POST APIs, inside its middleware.
-- `describe_openapi`: the OpenAPI document describes senpos, not BentoML (`Service.openapi_spec` is wrapped).
+- `describe_openapi`: the OpenAPI document describes senpos, not BentoML (`Service.openapi_spec` is wrapped; the
+  parts BentoML's spec classes cannot hold, such as security schemes, are served but not kept in a built Bento).
+- `on_invalid_input`: a body that fails validation is answered by senpos, not logged by BentoML at ERROR with a
+  traceback that quotes the input (`ServiceAppFactory.api_endpoint` is wrapped).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,10 +30,15 @@ if bentoml.__version__ != BENTOML_VERSION:
                      f"(service/bentoml_seam.py); this environment has bentoml=={bentoml.__version__}. "
                      "Install the pinned version: pip install -c constraints.txt -e .")
 
+from _bentoml_impl.server.app import ServiceAppFactory  # noqa: E402
 from bentoml._internal.server.http.traffic import TimeoutMiddleware as BentoTimeoutMiddleware  # noqa: E402
 from bentoml._internal.service.openapi.specification import OpenAPISpecification  # noqa: E402
 from bentoml._internal.utils.cattr import bentoml_cattr  # noqa: E402
+from pydantic import ValidationError  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
+from starlette.requests import Request  # noqa: E402
+from starlette.responses import Response  # noqa: E402
+from starlette.routing import Route  # noqa: E402
 
 from service.middleware import TimeoutMiddleware  # noqa: E402
 
@@ -36,11 +46,18 @@ _original_to_asgi = bentoml.Service.to_asgi
 _fronts: dict[int, Callable[[Any], Any]] = {}  # id(service) -> wraps its ASGI app
 _routes: dict[int, list[tuple[str, Callable, list[str]]]] = {}  # id(service) -> extra (path, endpoint, methods)
 _openapi_edits: dict[int, Callable[[dict], dict]] = {}  # id(service) -> edits its OpenAPI document
+_invalid_input: dict[int, Callable[[ValidationError], Response]] = {}  # id(service) -> answers a bad body
+_docs: set[int] = set()  # id(service) of those whose docs are served at /docs
 _original_openapi_spec = bentoml.Service.openapi_spec
+_original_api_endpoint = ServiceAppFactory.api_endpoint
+# What BentoML's spec classes cannot hold (they forbid extra keys): served, left out of `Service.openapi_spec`.
+UNHELD = {"document": ("security",), "components": ("securitySchemes",), "operation": ("security",)}
 
 
 def _to_asgi(self, is_main: bool = True):
     app = _original_to_asgi(self, is_main)
+    if id(self) in _docs:  # first: BentoML's own /docs.json (the document as its classes hold it) is shadowed
+        app.router.routes[:0] = _docs_routes(self)
     for path, endpoint, methods in _routes.get(id(self), []):
         app.add_route(path, endpoint, methods=methods)
     front = _fronts.get(id(self))
@@ -52,14 +69,36 @@ def _to_asgi(self, is_main: bool = True):
     return front(app)
 
 
+def openapi_document(service: bentoml.Service) -> dict:
+    """The whole OpenAPI document of `service`, as served."""
+    document = _original_openapi_spec.fget(service).asdict()
+    edit = _openapi_edits.get(id(service))
+    return document if edit is None else edit(document)
+
+
 def _openapi_spec(self) -> OpenAPISpecification:
-    spec = _original_openapi_spec.fget(self)
-    edit = _openapi_edits.get(id(self))
-    return spec if edit is None else bentoml_cattr.structure(edit(spec.asdict()), OpenAPISpecification)
+    document = openapi_document(self)
+    held = {k: v for k, v in document.items() if k not in UNHELD["document"]}
+    if "components" in held:
+        held["components"] = {k: v for k, v in held["components"].items() if k not in UNHELD["components"]}
+    held["paths"] = {path: {method: {k: v for k, v in op.items() if k not in UNHELD["operation"]}
+                            for method, op in item.items()} for path, item in document["paths"].items()}
+    return bentoml_cattr.structure(held, OpenAPISpecification)
+
+
+async def _api_endpoint(self, name: str, request):
+    try:
+        return await _original_api_endpoint(self, name, request)
+    except ValidationError as exc:
+        answer = _invalid_input.get(id(self.service))
+        if answer is None:
+            raise
+        return answer(exc)
 
 
 bentoml.Service.to_asgi = _to_asgi
 bentoml.Service.openapi_spec = property(_openapi_spec)
+ServiceAppFactory.api_endpoint = _api_endpoint
 
 
 def put_in_front(service: bentoml.Service, front: Callable[[Any], Any]) -> None:
@@ -78,6 +117,11 @@ def describe_openapi(service: bentoml.Service, edit: Callable[[dict], dict]) -> 
     _openapi_edits[id(service)] = edit
 
 
+def on_invalid_input(service: bentoml.Service, answer: Callable[[ValidationError], Response]) -> None:
+    """A request body of `service`'s APIs that fails validation is answered `answer(error)`, and not logged."""
+    _invalid_input[id(service)] = answer
+
+
 def middleware_classes(app) -> list[type]:
     """The classes of the middleware BentoML will build for an app from `service.to_asgi()`, outermost first."""
     return [m.cls for m in app.user_middleware]
@@ -88,25 +132,43 @@ def plain_json_outputs(service: bentoml.Service) -> None:
         api.output_spec.media_type = "application/json"
 
 
-def docs_app(openapi_spec: Callable[[], Any]):
-    """`/docs`: the Swagger UI that BentoML serves at `/`, with the OpenAPI document at `/docs/docs.json`.
+def serve_docs(service: bentoml.Service) -> None:
+    """`/docs` (and `/docs/`): BentoML's Swagger UI, titled senpos, with no script from the internet (BentoML's
+    page loads a tag manager; Swagger's validator badge would fetch from swagger.io); "Try it out" calls the
+    server's root (the document's `servers`). The document, whole, at `/docs.json` and `/docs/docs.json`."""
+    _docs.add(id(service))
 
-    Mounted under /docs, so the page's relative asset links are made absolute.
-    """
+
+INITIALIZER = """<script>
+window.onload = function () {
+  window.ui = SwaggerUIBundle({url: "/docs.json", dom_id: "#swagger-ui", deepLinking: true, validatorUrl: null,
+    presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset], layout: "StandaloneLayout"});
+};
+</script>"""
+
+
+def docs_page(title: str) -> bytes:
     import _bentoml_impl.server as bentoml_server
 
     page = (Path(bentoml_server.__file__).parent / "main-openapi.html").read_text(encoding="utf-8")
-    page_bytes = page.replace("./static_content/", "/static_content/").encode()
+    page = re.sub(r"\s*<!-- Google Tag Manager.*?<!-- End Google Tag Manager[^>]*-->", "", page, flags=re.S)
+    page = re.sub(r"<title>.*?</title>", f"<title>{title}</title>", page)
+    page = page.replace('<script src="./static_content/swagger-initializer.js" charset="UTF-8"> </script>',
+                        INITIALIZER)
+    page = page.replace("./static_content/", "/static_content/")
+    if "googletagmanager" in page or "swagger-initializer" in page:
+        raise RuntimeError("BentoML's Swagger page is not the one service/bentoml_seam.py was written for")
+    return page.encode()
 
-    async def app(scope, receive, send) -> None:
-        if scope["type"] != "http":
-            return
-        if scope["path"].endswith("docs.json"):
-            body, kind = json.dumps(openapi_spec().asdict()).encode(), b"application/json"
-        else:
-            body, kind = page_bytes, b"text/html; charset=utf-8"
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", kind), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
 
-    return app
+def _docs_routes(service: bentoml.Service) -> list[Route]:
+    page = docs_page(openapi_document(service)["info"]["title"])
+
+    async def docs(_: Request) -> Response:
+        return Response(page, media_type="text/html; charset=utf-8")
+
+    async def document(_: Request) -> Response:
+        return Response(json.dumps(openapi_document(service)), media_type="application/json")
+
+    return [Route("/docs", docs, methods=["GET"]), Route("/docs/", docs, methods=["GET"]),
+            Route("/docs.json", document, methods=["GET"]), Route("/docs/docs.json", document, methods=["GET"])]

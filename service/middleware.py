@@ -68,7 +68,12 @@ class TimeoutMiddleware:
             return await self.app(scope, receive, send)
         loop = asyncio.get_running_loop()
         started = loop.create_future()
-        timer = loop.call_later(self.timeout, lambda: started.done() or started.set_exception(asyncio.TimeoutError))
+
+        def expire() -> None:
+            if not started.done():
+                started.set_exception(asyncio.TimeoutError)
+
+        timer = loop.call_later(self.timeout, expire)
 
         async def watched_send(message) -> None:
             if not started.done():
@@ -78,7 +83,7 @@ class TimeoutMiddleware:
         task = asyncio.ensure_future(self.app(scope, receive, watched_send))
         try:
             await started
-        except asyncio.TimeoutError:
+        except TimeoutError:
             if task.cancel():
                 await _reply(send, 504, f"not able to process the request in {self.timeout:g} seconds")
             return

@@ -12,6 +12,7 @@ import itertools
 import logging
 from collections.abc import Sequence
 from http import HTTPStatus
+from typing import cast
 
 from bentoml.exceptions import BentoMLException
 
@@ -55,7 +56,7 @@ class ModelClient:
         try:
             reader, writer = await asyncio.wait_for(open_connection(self.address), timeout_s)
             header, _ = await asyncio.wait_for(read_frame(reader), timeout_s)
-        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError) as e:
+        except (TimeoutError, OSError, asyncio.IncompleteReadError) as e:
             raise ModelServerUnavailable(f"the model server at {self.address} is not reachable ({e!r}); "
                                          "retry later") from None
         self.pricing = {m: Pricing(BatchCost(**h["cost"]), int(h["width"]), BYTES_PER_STEP[m])
@@ -70,9 +71,10 @@ class ModelClient:
         try:
             while True:
                 header, arrays = await read_frame(reader)
-                model, future = self._pending.pop(header["id"], (None, None))
-                if model is None:
+                entry = self._pending.pop(header["id"], None)
+                if entry is None:
                     continue
+                model, future = entry
                 queue = self.queues[model]
                 queue.server_running_s, queue.server_ahead = float(header["running"]), header["ahead"]
                 queue.slowdown = float(header["slowdown"])
@@ -95,11 +97,12 @@ class ModelClient:
 
     def send(self, model: str, request: int, units: Sequence[Unit]) -> list[tuple[int, asyncio.Future]]:
         loop, sent = asyncio.get_running_loop(), []
+        writer = cast(asyncio.StreamWriter, self._writer)  # set by connect(), which run() awaits first
         for unit in units:
             uid = next(self._ids)
             future = loop.create_future()
             self._pending[uid] = (model, future)
-            self._writer.write(frame({"op": "run", "id": uid, "model": model, "req": request, "cost": unit.cost_s},
+            writer.write(frame({"op": "run", "id": uid, "model": model, "req": request, "cost": unit.cost_s},
                                      CODECS[model].pack_items(unit.items)))
             sent.append((uid, future))
         return sent
@@ -107,8 +110,9 @@ class ModelClient:
     def cancel(self, uids: list[int]) -> None:
         for uid in uids:
             self._pending.pop(uid, None)
-        if uids and self.connected:
-            self._writer.write(frame({"op": "cancel", "ids": uids}))
+        writer = self._writer
+        if uids and writer is not None and not writer.is_closing():  # self.connected
+            writer.write(frame({"op": "cancel", "ids": uids}))
 
 
 class RemoteQueue(Admission):

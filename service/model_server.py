@@ -10,6 +10,7 @@ price units as this device runs them.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 from dataclasses import asdict
@@ -36,7 +37,8 @@ class ModelServer:
             for m, p in self.pricing.items()}})
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        connection, pending = next(self._connections), {}  # unit id -> (model, job)
+        connection = next(self._connections)
+        pending: dict[int, tuple[str, _Job]] = {}  # unit id -> (model, job)
         writer.write(self.hello())
         try:
             while True:
@@ -46,8 +48,7 @@ class ModelServer:
                     unit = Unit(CODECS[model].unpack_items(arrays), float(header["cost"]))
                     (job,) = self.batchers[model].submit([unit], (connection, header["req"]))
                     pending[header["id"]] = (model, job)
-                    job.future.add_done_callback(
-                        lambda fut, uid=header["id"], m=model: self._answer(writer, pending, uid, m, fut))
+                    job.future.add_done_callback(functools.partial(self._answer, writer, pending, header["id"], model))
                 elif header.get("op") == "cancel":
                     for uid in header["ids"]:
                         if uid in pending:

@@ -12,8 +12,9 @@ import asyncio
 import ctypes
 import ctypes.util
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 import numpy as np
@@ -29,11 +30,14 @@ TRIM_CHARS = 10_000  # after a request this large, give freed memory back to the
 
 
 class Queue(Protocol):
-    def admit(self, cost_s: float) -> Any: ...
+    """A model's queue as a request sees it: service.batching.Batcher (`single`) or
+    service.model_client.RemoteQueue (`split`)."""
 
-    def refusal(self) -> str | None: ...
+    def admit(self, cost_s: float) -> AbstractContextManager[str | None]: ...
 
-    def expected_wait_s(self) -> float: ...
+    def refusal(self, cost_s: float) -> str | None: ...
+
+    def expected_wait_s(self, cost_s: float) -> float: ...
 
     async def run(self, units: Sequence[Unit], request: int | None = None) -> list[list]: ...
 
@@ -64,7 +68,7 @@ def trim_memory() -> None:
 
 
 class Pipeline:
-    def __init__(self, english: SentimentPredictor, chinese: PosTagger, queues: dict[str, Queue],
+    def __init__(self, english: SentimentPredictor, chinese: PosTagger, queues: Mapping[str, Queue],
                  pricing: Callable[[str], Pricing]):
         self.english, self.chinese, self.queues, self.pricing = english, chinese, queues, pricing
         self.cpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenise")
@@ -75,13 +79,14 @@ class Pipeline:
             return fn(*args)
         return await asyncio.get_running_loop().run_in_executor(self.cpu, fn, *args)
 
-    async def _model(self, model: str, items: Sequence, lengths: Sequence[int], request: int) -> list:
+    async def _model(self, model: str, items: Sequence, lengths: Sequence[float], request: int) -> list:
         price = self.pricing(model)
         units = cut(items, lengths, price.cost, price.width)
         results = await self.queues[model].run(units, request)
         return [r for unit in results for r in unit]
 
-    async def _chunked(self, items: Sequence, encode: Callable, model: str, rows: Callable) -> tuple[list, list]:
+    async def _chunked(self, items: Sequence, encode: Callable, model: str,
+                       rows: Callable[[Any], tuple[Sequence, Sequence[float]]]) -> tuple[list, list]:
         """Encode chunk by chunk, queueing each chunk's model rows at once: (encoded items, model results),
         both in item order. `rows(encoded chunk) -> (model rows, their lengths)`."""
         request, tasks, encoded = next(self._requests), [], []
@@ -111,7 +116,7 @@ class Pipeline:
             return [(words, offsets, tagger.pieces(tagger.encode(words)))
                     for words, offsets in tagger.segment_many(chunk)]
 
-        def rows(chunk: list) -> tuple[list, list[int]]:
+        def rows(chunk: list) -> tuple[list, list[float]]:
             pieces = [p for _, _, cut_ in chunk for p, _, _ in cut_]
             return pieces, [tagger.steps(p) for p in pieces]
 

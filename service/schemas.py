@@ -1,60 +1,81 @@
-"""What goes over the wire: valid requests (with messages that name the problem, answered as 400), the answers'
-shapes (for the OpenAPI document) and their JSON encoding."""
+"""What goes over the wire: valid requests (with messages that name the problem: 400, or 413 for a size limit),
+the answers' shapes (for the OpenAPI document) and their JSON encoding."""
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, PlainValidator, WithJsonSchema
+from pydantic_core import PydanticCustomError
 from starlette.responses import Response
 
 from service.settings import SETTINGS
 
+LIMIT_ERROR = "senpos_limit"  # the pydantic error type of a size limit: answered 413, like every size limit
+# "Not blank": a character other than whitespace as Python's str.isspace has it, written out so that the document's
+# `pattern` (ECMA-262, which has other whitespace) and the server's check are the very same rule.
+NOT_BLANK = ("[^\\t\\n\\u000b\\f\\r\\u001c-\\u001f \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f"
+             "\\u205f\\u3000]")
+_not_blank = re.compile(NOT_BLANK).search
+# Characters per item: SENPOS_MAX_TEXT_CHARS, and no more than a whole request may hold (SENPOS_MAX_REQUEST_CHARS).
+ITEM_CHARS = {m: min(SETTINGS.max_text_chars, n) for m, n in SETTINGS.max_request_chars.items()}
+
+
+def _too_large(what: str, chars: int) -> PydanticCustomError:
+    return PydanticCustomError(LIMIT_ERROR, f"{what} has {chars} characters; the limit is {SETTINGS.max_text_chars} "
+                               "(SENPOS_MAX_TEXT_CHARS)")
+
 
 def _text(value: str) -> str:
-    if not value.strip():
-        raise ValueError("text is empty or whitespace only")
+    if not _not_blank(value):
+        raise PydanticCustomError("blank", "text is empty or whitespace only")
     if len(value) > SETTINGS.max_text_chars:
-        raise ValueError(f"text has {len(value)} characters; the limit is {SETTINGS.max_text_chars} "
-                         "(SENPOS_MAX_TEXT_CHARS)")
+        raise _too_large("text", len(value))
     return value
 
 
 def _word_list(words: list[str]) -> list[str]:
     if not words:
-        raise ValueError("a word list must hold at least one word")
+        raise PydanticCustomError("blank", "a word list must hold at least one word")
     for i, w in enumerate(words):
-        if not w.strip():
-            raise ValueError(f"word {i} is empty or whitespace only")
+        if not _not_blank(w):
+            raise PydanticCustomError("blank", f"word {i} is empty or whitespace only")
     total = sum(map(len, words))
     if total > SETTINGS.max_text_chars:
-        raise ValueError(f"word list has {total} characters; the limit is {SETTINGS.max_text_chars} "
-                         "(SENPOS_MAX_TEXT_CHARS)")
+        raise _too_large("word list", total)
     return words
 
 
-# The JSON schema states the limits (schemathesis and clients read it); _text enforces them with clear messages.
-Text = Annotated[str, AfterValidator(_text),
-                 WithJsonSchema({"type": "string", "minLength": 1, "maxLength": SETTINGS.max_text_chars,
-                                 "pattern": "\\S"})]
-Texts = Annotated[list[Text], Field(min_length=1, max_length=SETTINGS.max_items,
-                                    description=f"1 to {SETTINGS.max_items} non-empty texts")]
+def _string(model: str) -> dict:
+    return {"type": "string", "minLength": 1, "maxLength": ITEM_CHARS[model], "pattern": NOT_BLANK}
+
+
+# The JSON schema states the limits (schemathesis and clients read it); the validators enforce them with clear
+# messages. What JSON Schema cannot say (characters summed over a request or a word list) the description does.
+Text = Annotated[str, AfterValidator(_text), WithJsonSchema(_string("sentiment"))]
+Texts = Annotated[list[Text], Field(min_length=1, max_length=SETTINGS.max_items, description=(
+    f"1 to {SETTINGS.max_items} texts (SENPOS_MAX_ITEMS), each not blank, at most {ITEM_CHARS['sentiment']} "
+    f"characters (SENPOS_MAX_TEXT_CHARS), {SETTINGS.max_request_chars['sentiment']} in all "
+    "(SENPOS_MAX_REQUEST_CHARS); a size limit is answered 413"))]
+
+
 def _pos_item(value: object) -> str | list[str]:
     if isinstance(value, str):
         return _text(value)
     if isinstance(value, list) and all(isinstance(w, str) for w in value):
         return _word_list(value)
-    raise ValueError("an item must be a string (a text to segment) or a list of strings (words to tag)")
+    raise PydanticCustomError("pos_item_type", "expected a string or a list of strings")
 
 
-PosItem = Annotated[str | list[str], PlainValidator(_pos_item),
-                    WithJsonSchema({"anyOf": [
-        {"type": "string", "minLength": 1, "maxLength": SETTINGS.max_text_chars, "pattern": "\\S"},
-        {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1, "pattern": "\\S"}}]})]
-PosItems = Annotated[list[PosItem], Field(
-    min_length=1, max_length=SETTINGS.max_items,
-    description=f"1 to {SETTINGS.max_items} items: a text to segment, or a list of words to tag as given")]
+PosItem = Annotated[str | list[str], PlainValidator(_pos_item), WithJsonSchema({"anyOf": [
+    _string("pos"), {"type": "array", "minItems": 1, "maxItems": ITEM_CHARS["pos"], "items": _string("pos")}]})]
+PosItems = Annotated[list[PosItem], Field(min_length=1, max_length=SETTINGS.max_items, description=(
+    f"1 to {SETTINGS.max_items} items (SENPOS_MAX_ITEMS), each a text to segment or a list of words to tag as "
+    f"given, not blank, at most {ITEM_CHARS['pos']} characters (SENPOS_MAX_TEXT_CHARS; a word list's words "
+    f"together), {SETTINGS.max_request_chars['pos']} in all (SENPOS_MAX_REQUEST_CHARS); a size limit is "
+    "answered 413"))]
 
 
 class SentimentResult(BaseModel):

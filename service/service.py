@@ -13,8 +13,8 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, cast
 
 import bentoml
 from starlette.middleware.gzip import GZipMiddleware
@@ -28,7 +28,15 @@ from senpos.runtime import ModelLoadError
 from senpos.sentiment import SentimentPredictor
 from service.access import AccessMiddleware
 from service.batching import Batcher
-from service.bentoml_seam import add_route, describe_openapi, docs_app, plain_json_outputs, put_in_front
+from service.bentoml_seam import (
+    add_route,
+    describe_openapi,
+    on_invalid_input,
+    plain_json_outputs,
+    put_in_front,
+    serve_docs,
+)
+from service.errors import KnownRoutes, invalid_input
 from service.middleware import (
     BodyLimitMiddleware,
     JsonOnlyMiddleware,
@@ -41,7 +49,7 @@ from service.model_server import ModelServer
 from service.model_store import declared_models
 from service.openapi import describe
 from service.page import page_app
-from service.pipeline import Pipeline
+from service.pipeline import Pipeline, Queue
 from service.schemas import PosItems, PosResult, SentimentResult, Texts, json_response
 from service.settings import SETTINGS
 from service.units import BYTES_PER_STEP, Pricing
@@ -106,7 +114,7 @@ if bentoml.server_context.worker_index is None:  # the serving process itself, n
 def model_queues(english: SentimentPredictor, chinese: PosTagger) -> tuple[dict[str, Batcher], dict[str, Pricing]]:
     """One batching queue per model, running these predictors' model calls."""
 
-    def batcher(model: str, fn: Callable[[list], tuple[Sequence, float]]) -> Batcher:
+    def batcher(model: str, fn: Callable[[list], tuple[Any, float]]) -> Batcher:
         endpoint = ENDPOINTS[model]
 
         def record(items: int, waited_s: float, _running_s: float) -> None:
@@ -188,14 +196,16 @@ class Senpos:
         models = bentoml.depends(SenposModels)  # started beside the API workers by `bentoml serve`
 
     def __init__(self) -> None:
+        self.client: ModelClient | None
+        queues: Mapping[str, Queue]
         if LAYOUT == "split":  # the models' sessions run in the model process; here only for tokenising
             english, chinese = load_models(provider="cpu", threads=1)
             english.encode_many(["warm-up review"])  # spaCy's tokenizer loads on first use
             chinese.pieces(chinese.encode(chinese.segment("预热句子。")[0]))
-            self.client = ModelClient(SETTINGS.resolved_model_address(), SETTINGS.max_queue_ms / 1000,
-                                      {m: SHED.labels(endpoint=e).inc for m, e in ENDPOINTS.items()})
-            queues, pricing = self.client.queues, lambda m: self.client.pricing[m]
-            self.providers = lambda: self.client.providers
+            self.client = client = ModelClient(SETTINGS.resolved_model_address(), SETTINGS.max_queue_ms / 1000,
+                                               {m: SHED.labels(endpoint=e).inc for m, e in ENDPOINTS.items()})
+            queues, pricing = client.queues, lambda m: client.pricing[m]
+            self.providers = lambda: client.providers
         else:
             english, chinese = load_models()
             log.info("models loaded: sentiment on %s, pos on %s", english.provider, chinese.provider)
@@ -244,12 +254,13 @@ class Senpos:
     @bentoml.api(route="/sentiment")
     async def sentiment(self, texts: Texts) -> list[SentimentResult]:
         """P(positive) for each English text, in order: `{"label": "positive"|"negative", "score": p}`."""
-        return too_large(texts, "sentiment") or json_response(await self.pipeline.sentiment(texts))
+        # The annotation is the OpenAPI schema's; the answer is a ready Response (its JSON, or a 413).
+        return too_large(texts, "sentiment") or json_response(await self.pipeline.sentiment(texts))  # type: ignore[return-value]
 
     @bentoml.api(route="/pos-tag")
     async def pos_tag(self, texts: PosItems) -> list[PosResult]:
         """Words, PFR tags, Universal POS tags and [start, end) offsets for each item, in order."""
-        return too_large(texts, "pos") or json_response(await self.pipeline.pos_tag(texts))
+        return too_large(texts, "pos") or json_response(await self.pipeline.pos_tag(texts))  # type: ignore[return-value]
 
 
 def door(queue, price: Callable[[], Pricing], limit_chars: int) -> Callable[[int], Any]:
@@ -272,16 +283,20 @@ async def info(request: Request) -> Response:
     return json_response(bentoml.get_current_service().info())
 
 
-Senpos.add_asgi_middleware(RebalanceMiddleware, every=SETTINGS.keepalive_requests)
-Senpos.add_asgi_middleware(JsonOnlyMiddleware)
-Senpos.add_asgi_middleware(BodyLimitMiddleware, max_bytes=SETTINGS.max_body_bytes)
-Senpos.add_asgi_middleware(RetryAfterMiddleware, seconds=1)
-Senpos.add_asgi_middleware(GZipMiddleware, minimum_size=4096, compresslevel=5)
-Senpos.mount_asgi_app(docs_app(lambda: Senpos.openapi_spec), path="/docs", name="docs")
+# What @bentoml.service made of the class, for the type checker (mypy keeps the class itself: python/mypy#3135).
+SERVICE = cast("bentoml.Service[Senpos]", Senpos)
+SERVICE.add_asgi_middleware(RebalanceMiddleware, every=SETTINGS.keepalive_requests)
+SERVICE.add_asgi_middleware(JsonOnlyMiddleware)
+SERVICE.add_asgi_middleware(BodyLimitMiddleware, max_bytes=SETTINGS.max_body_bytes)
+SERVICE.add_asgi_middleware(RetryAfterMiddleware, seconds=1)
+SERVICE.add_asgi_middleware(GZipMiddleware, minimum_size=4096, compresslevel=5)
+serve_docs(Senpos)
 add_route(Senpos, "/info", info, methods=["GET"])
 describe_openapi(Senpos, describe)
-Senpos.mount_asgi_app(page_app(), path="/", name="page")  # the web page; BentoML's Swagger index is at /docs
+on_invalid_input(Senpos, invalid_input)
+SERVICE.mount_asgi_app(page_app(), path="/", name="page")  # the web page; BentoML's Swagger index is at /docs
 plain_json_outputs(Senpos)
 put_in_front(Senpos, lambda app: AccessMiddleware(ShedLoadMiddleware(app, doors=DOORS), keys=SETTINGS.api_keys,
                                                   origins=SETTINGS.cors_origins,
-                                                  protected=("/sentiment", "/pos-tag", "/info")))
+                                                  protected=("/sentiment", "/pos-tag", "/info"),
+                                                  routes=KnownRoutes(app.routes).check))

@@ -24,8 +24,8 @@ CONFIG: tuple[tuple[str, str, str], ...] = (  # variable, default, meaning
      "`senpos-sentiment` is used when there is one (`make models-import`, a built Bento)"),
     ("SENPOS_POS_MODEL", "models/pos", "POS model directory; unset, the model store's latest `senpos-pos` when "
      "there is one"),
-    ("SENPOS_MAX_ITEMS", "256", "items per request"),
-    ("SENPOS_MAX_TEXT_CHARS", "100000", "characters per text (or per word list)"),
+    ("SENPOS_MAX_ITEMS", "256", "items per request (413 above it)"),
+    ("SENPOS_MAX_TEXT_CHARS", "100000", "characters per text, or per word list (413 above it)"),
     ("SENPOS_MAX_REQUEST_CHARS", "sentiment=200000,pos=16000",
      "characters per request, all items together (413 above it); one number sets both"),
     ("SENPOS_MAX_BODY_BYTES", "16777216", "request body size (413 above it)"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -56,6 +57,22 @@ def cut(items: Sequence, lengths: Sequence[float], cost: BatchCost, width: int) 
     if len(items) > start:
         units.append(Unit(items[start:], price))
     return units
+
+
+class Codec(Protocol):
+    """How one model's unit items and their results travel as arrays (service/wire.py frames)."""
+
+    @staticmethod
+    def pack_items(items: Sequence[Any], /) -> list[np.ndarray]: ...
+
+    @staticmethod
+    def unpack_items(arrays: Sequence[np.ndarray], /) -> list[Any]: ...
+
+    @staticmethod
+    def pack_results(results: Sequence[Any], /) -> list[np.ndarray]: ...
+
+    @staticmethod
+    def unpack_results(arrays: Sequence[np.ndarray], /) -> list[Any]: ...
 
 
 class SentimentCodec:
@@ -112,4 +129,4 @@ class PosCodec:
         return np.split(scores, np.cumsum(lengths)[:-1])
 
 
-CODECS = {"sentiment": SentimentCodec, "pos": PosCodec}
+CODECS: dict[str, Codec] = {"sentiment": SentimentCodec, "pos": PosCodec}

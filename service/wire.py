@@ -52,7 +52,7 @@ async def read_frame(reader: asyncio.StreamReader) -> tuple[dict[str, Any], list
     return header, arrays
 
 
-def parse_address(address: str) -> tuple[str, str | int]:
+def parse_address(address: str) -> tuple[str, str]:
     """`unix:///path` or `/path` -> ("unix", path); `tcp://host:port` -> ("tcp", "host:port")."""
     if address.startswith("tcp://"):
         host, _, port = address[len("tcp://") :].rpartition(":")

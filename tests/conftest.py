@@ -60,3 +60,35 @@ def server_url(request):
 
     with running_server({**SERVER_LIMITS, "SENPOS_LAYOUT": request.param}) as url:
         yield url
+
+
+# The groups the tests fall in (the markers are registered in pyproject.toml; `make check` runs the unit group,
+# `make test` all of them, `make test-container` the container checks, which need a Docker engine):
+# - server: starts a real `bentoml serve` (bench/harness.py), or runs what does (the benchmark smoke runs);
+# - slow: trains, builds or installs for more than a few seconds;
+# - unit: the rest, in-process (stub servers from tests/loopback.py included).
+SERVER_MODULES = {"test_api_surface", "test_bench_smoke", "test_bento", "test_overload", "test_page", "test_service",
+                  "test_serving_core"}
+STARTS_A_SERVER = {"running_server", "server_process", "started"}  # bench.harness's
+# Each of these takes seconds (pytest --durations says which): training runs, export parity, the shipped taggers.
+SLOW_MODULES = {"test_pos_model", "test_pos_optimize", "test_pos_segmenter", "test_sentiment_model",
+                "test_sentiment_recipe", "test_sentiment_wide", "test_shipped_pos"}
+SLOW_TESTS = {"test_the_client_wheel_is_typed_and_needs_only_httpx"}  # pip builds a wheel
+
+
+def _starts_a_server(func) -> bool:
+    code = getattr(func, "__code__", None)
+    return code is not None and not STARTS_A_SERVER.isdisjoint(code.co_names)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `server` every test of a server module, and every other one that starts a server itself or through
+    one of its fixtures (the shared `server_url` among them); mark `slow` the slow modules' and tests'."""
+    for item in items:
+        module = getattr(getattr(item, "module", None), "__name__", "").rpartition(".")[2]
+        info = getattr(item, "_fixtureinfo", None)
+        fixtures = [d.func for defs in (info.name2fixturedefs.values() if info else ()) for d in defs]
+        if module in SERVER_MODULES or any(_starts_a_server(f) for f in [getattr(item, "obj", None), *fixtures]):
+            item.add_marker(pytest.mark.server)
+        if module in SLOW_MODULES or getattr(item, "originalname", item.name) in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)

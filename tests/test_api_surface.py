@@ -58,6 +58,8 @@ def test_openapi_describes_senpos(client):
         assert set(schemas["Error"]["required"]) == {"error", "request_id"}
         assert spec["paths"]["/info"]["get"]["responses"]["200"]["content"]["application/json"]["schema"] == {
             "$ref": "#/components/schemas/Info"}
+        assert spec["servers"] == [{"url": "/"}]  # "Try it out" on /docs/ calls /sentiment, not /docs/sentiment
+        assert "securitySchemes" not in spec["components"]  # no key here
 
 
 def test_chinese_comes_back_as_utf8_and_large_answers_gzipped(client):
@@ -104,6 +106,16 @@ def test_api_keys_guard_the_api_and_leave_probes_open(keyed):
     assert keyed.get("/info", headers={"authorization": "bearer key-two"}).json()["version"] == senpos.__version__
     for probe in ("/livez", "/readyz", "/metrics", "/docs.json"):
         assert keyed.get(probe).status_code == 200, probe
+
+
+def test_with_keys_the_document_declares_bearer_auth(keyed):
+    """The Swagger UI's Authorize dialog and generated clients learn that the API needs a key, and where."""
+    spec = keyed.get("/docs.json").json()
+    assert spec["components"]["securitySchemes"]["bearer"] == {
+        "type": "http", "scheme": "bearer", "description": "a key of SENPOS_API_KEY"}
+    for path, method in (("/sentiment", "post"), ("/pos-tag", "post"), ("/info", "get")):
+        assert spec["paths"][path][method]["security"] == [{"bearer": []}]
+    assert "security" not in spec["paths"]["/livez"]["get"]
 
 
 def test_cors_lets_the_named_origin_call(keyed):

@@ -4,6 +4,7 @@ dropping work nobody waits for."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 
@@ -14,16 +15,23 @@ from service.middleware import ShedLoadMiddleware
 
 
 class Model:
-    """Doubles its inputs, `seconds` per item, and records each call's items (from the model thread)."""
+    """Doubles its inputs, `seconds` per item, and records each call's items (from the model thread). With
+    `gated`, its first call waits for `gate` (`started` says it has begun), so a test can arrange the queue while
+    a call is known to be running instead of guessing how long a sleep lasts."""
 
-    def __init__(self, seconds: float = 0.0, fail_on: object = None):
+    def __init__(self, seconds: float = 0.0, fail_on: object = None, gated: bool = False):
         self.calls: list[list] = []
         self.seconds, self.fail_on = seconds, fail_on
         self.threads: set[str] = set()
+        self.started, self.gate = threading.Event(), threading.Event()
+        if not gated:
+            self.gate.set()
 
     def __call__(self, items: list) -> list:
         self.threads.add(threading.current_thread().name)
         self.calls.append(list(items))
+        self.started.set()
+        self.gate.wait(30)  # a bound for a broken test only: the test opens the gate
         time.sleep(self.seconds * len(items))
         if self.fail_on in items:
             raise ValueError(f"cannot score {self.fail_on}")
@@ -50,21 +58,36 @@ def test_concurrent_requests_are_joined_and_answered_in_order():
 
     answers = run(go())
     assert answers == [[2 * i, 200 + 2 * i] for i in range(40)]
-    assert sum(len(c) for c in model.calls) == 80
-    assert len(model.calls) < 40, "requests that queued together were not joined into one call"
+    # All 40 queue before the batcher's first turn on the loop: a full call of 32 requests, then the other 8.
+    assert [len(c) for c in model.calls] == [64, 16], "requests that queued together were not joined into one call"
     assert all(len(c) <= 64 for c in model.calls)
     assert all(name.startswith("model") for name in model.threads)  # never on the event loop
 
 
 def test_an_idle_batcher_does_not_wait_for_company():
-    batcher = Batcher(Model(), max_batch_items=64, max_queue_s=10)
+    """A lone request goes to the model at once: the batcher arms no timer (asyncio.sleep, wait_for, a timeout:
+    all go through the loop's call_at) to wait for others to join it, whatever the machine's speed."""
+    model = Model()
+    batcher = Batcher(model, max_batch_items=64, max_queue_s=10)
+    timers: list[float] = []
 
     async def go():
-        t0 = time.perf_counter()
-        await ask(batcher, [1])
-        return time.perf_counter() - t0
+        loop = asyncio.get_running_loop()
+        call_at = loop.call_at
 
-    assert run(go()) < 0.05
+        def recorded(when, *args, **kwargs):
+            timers.append(when - loop.time())
+            return call_at(when, *args, **kwargs)
+
+        loop.call_at = recorded  # call_later goes through it too
+        try:
+            return await ask(batcher, [1])
+        finally:
+            loop.call_at = call_at
+
+    assert run(go()) == [2]
+    assert model.calls == [[1]]
+    assert timers == [], f"a lone request waited on a timer of {timers} s"
 
 
 def test_a_unit_larger_than_the_batch_runs_alone():
@@ -88,18 +111,23 @@ def test_a_failing_batch_fails_only_its_own_requests():
 
 def test_units_of_a_large_request_interleave_with_a_small_one():
     """Round-robin over requests: a small request queued behind 40 units of a large one runs next, not last."""
-    model = Model(seconds=0.002)
+    model = Model(gated=True)
     batcher = Batcher(model, max_batch_items=4, max_queue_s=100)
 
     async def go():
         large = asyncio.ensure_future(ask(batcher, list(range(160)), unit_items=4))
-        await asyncio.sleep(0.001)  # the large request's units are queued, its first is running
-        await ask(batcher, [1000])
-        return len(model.calls), await large
+        try:
+            await asyncio.to_thread(model.started.wait, 30)  # the large request's first unit is running
+            small = asyncio.ensure_future(ask(batcher, [1000]))
+            await asyncio.sleep(0)  # the small request queues behind the other 39
+        finally:
+            model.gate.set()
+        return await small, await large
 
-    calls_before_small_answered, large = run(go())
-    assert large == [2 * x for x in range(160)]
-    assert calls_before_small_answered <= 3, calls_before_small_answered
+    small, large = run(go())
+    assert small == [2000] and large == [2 * x for x in range(160)]
+    # The call that was running, the large request's next turn (it was queued first), then the small one.
+    assert model.calls.index([1000]) == 2, model.calls[:4]
 
 
 def test_the_wait_is_priced_in_model_seconds_of_what_is_queued():
@@ -144,24 +172,31 @@ def test_measured_calls_slower_than_predicted_raise_the_price():
 
 def test_requests_over_the_queue_budget_are_refused_at_once():
     shed = []
-    batcher = Batcher(Model(seconds=0.01), max_batch_items=8, max_queue_s=0.05, on_shed=lambda: shed.append(1))
+    model = Model(seconds=0.01)
+    batcher = Batcher(model, max_batch_items=8, max_queue_s=0.05, on_shed=lambda: shed.append(1))
+
+    finished: list[str] = []  # "refused" or "served", in the order the requests ended
 
     async def admitted(items):  # what ShedLoadMiddleware does before a request reaches the batcher
         with batcher.admit(0.01) as refusal:
-            return refusal or await ask(batcher, items, cost_per_item=0.01)
+            result = refusal or await ask(batcher, items, cost_per_item=0.01)
+        finished.append("refused" if refusal else "served")
+        return result
 
     async def go():
         return await asyncio.gather(*(admitted([i]) for i in range(30)))
 
-    t0 = time.perf_counter()
     results = run(go())
     refused = [r for r in results if isinstance(r, str)]
     served = [r for r in results if isinstance(r, list)]
     assert refused and served and len(refused) + len(served) == 30
     assert len(shed) == len(refused)
     assert "SENPOS_MAX_QUEUE_MS" in str(refused[0])
-    # Only what fits the budget was queued: ~0.05 s of work plus the batch running, not 30 x 0.01 s.
-    assert time.perf_counter() - t0 < 0.25
+    # Only what fits the budget was queued (0.05 s of work at 0.01 s a request), the first ones to arrive ...
+    assert served == [[2 * i] for i in range(len(served))] and len(served) <= 6, served
+    assert sum(len(c) for c in model.calls) == len(served)
+    # ... and every refusal came back before any admitted request was answered: none waited for the queue.
+    assert finished == ["refused"] * len(refused) + ["served"] * len(served), finished
     assert not batcher.reservations
 
 
@@ -198,15 +233,20 @@ def test_a_burst_let_in_at_once_counts_before_it_reaches_the_queue():
 
 
 def test_a_cancelled_request_is_not_computed():
-    model = Model(seconds=0.02)
+    model = Model(gated=True)
     dropped = []
     batcher = Batcher(model, max_batch_items=1, max_queue_s=10, on_drop=dropped.append)
 
     async def go():
         first = asyncio.ensure_future(ask(batcher, [1]))
         gone = asyncio.ensure_future(ask(batcher, [2, 3, 4], unit_items=1))
-        await asyncio.sleep(0.005)  # [1] is running, [2], [3], [4] are queued
-        gone.cancel()
+        try:
+            await asyncio.to_thread(model.started.wait, 30)  # [1] is running, [2], [3], [4] are queued
+            gone.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await gone
+        finally:
+            model.gate.set()
         await first
         await ask(batcher, [5])
 
@@ -217,14 +257,18 @@ def test_a_cancelled_request_is_not_computed():
 
 @pytest.mark.parametrize("concurrency", [1, 2])
 def test_model_calls_in_flight_never_exceed_the_concurrency(concurrency):
+    """`concurrency` calls do run at once (each waits for the others at a barrier, which a batcher running fewer
+    at a time would break) and never more (the peak counts calls in flight before the barrier)."""
     running, peak, lock = 0, 0, threading.Lock()
+    together = threading.Barrier(concurrency, timeout=30)
 
     def model(items):
         nonlocal running, peak
         with lock:
             running += 1
             peak = max(peak, running)
-        time.sleep(0.01)
+        together.wait()
+        time.sleep(0.01)  # a third call let in at once would raise the peak
         with lock:
             running -= 1
         return items

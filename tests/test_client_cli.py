@@ -96,3 +96,47 @@ def test_texts_from_standard_input_with_url_and_key_from_the_environment(server)
                   env=env)
     assert dash.returncode == 0 and len(dash.stdout.splitlines()) == 2, dash.stderr
     assert server.seen[-1].body == {"texts": [["我们", "好"], "好"]}
+
+
+def test_authentication_errors_name_the_commands_own_setting_not_the_sdks(server):
+    """Issue 31.11: the CLI has no `api_key=`; its key comes from $SENPOS_API_KEY only."""
+    missing = senpos("--url", server.url, "sentiment", "x")
+    line = one_clear_line(missing)
+    assert missing.returncode == 2 and "SENPOS_API_KEY" in line and "api_key" not in line, line
+    wrong = senpos("--url", server.url, "sentiment", "x", env={"SENPOS_API_KEY": WRONG_KEY})
+    line = one_clear_line(wrong)
+    assert wrong.returncode == 2 and "SENPOS_API_KEY" in line and "api_key" not in line and WRONG_KEY not in line
+
+
+def test_blank_lines_are_skipped_and_said_so(server, tmp_path):
+    """Issue 31.11: blank input lines are left out, and standard error (and --help) says which."""
+    env = {"SENPOS_URL": server.url, "SENPOS_API_KEY": KEY}
+    piped = senpos("sentiment", stdin="A wonderful film.\n\n   \nDull.\n\n", env=env)
+    assert piped.returncode == 0 and server.seen[-1].body == {"texts": ["A wonderful film.", "Dull."]}
+    assert [json.loads(row)["input"] for row in piped.stdout.splitlines()] == ["A wonderful film.", "Dull."]
+    assert piped.stderr.splitlines() == ["senpos: skipped 3 blank lines of <stdin> (lines 2, 3, 5); each result "
+                                         "carries its input"], piped.stderr
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"text": "好"}\n\n{"words": ["我们", "好"]}\n', encoding="utf-8")
+    jsonl = senpos("pos-tag", "--input", str(src), env=env)
+    assert jsonl.returncode == 0 and len(jsonl.stdout.splitlines()) == 2
+    assert "skipped 1 blank line of" in jsonl.stderr and "(line 2)" in jsonl.stderr
+    clean = senpos("sentiment", stdin="Fine.\nDull.\n", env=env)
+    assert clean.returncode == 0 and clean.stderr == ""
+    assert "Blank input lines are skipped" in " ".join(senpos("sentiment", "--help").stdout.split())
+
+
+def test_global_options_work_after_the_subcommand_too(server):
+    """Issue 31.11: `senpos sentiment --retries 0 ...` as well as `senpos --retries 0 sentiment ...`."""
+    env = {"SENPOS_API_KEY": KEY}
+    for args in (["--url", server.url, "--retries", "0", "sentiment", "503"],
+                 ["sentiment", "--url", server.url, "--retries", "0", "503"],
+                 ["sentiment", "503", "--retries=0", "--url", server.url, "--timeout", "30"]):
+        before = len(server.seen)
+        done = senpos(*args, env=env)
+        assert done.returncode == 4 and "after 1 attempt" in one_clear_line(done), (args, done.stderr)
+        assert len(server.seen) == before + 1, args  # no retry
+    after = senpos("--retries", "5", "sentiment", "--retries", "0", "503", env={**env, "SENPOS_URL": server.url})
+    assert after.returncode == 4 and "after 1 attempt" in after.stderr  # the one after the subcommand wins
+    bad = senpos("sentiment", "--retries", "-1", "x", env=env)
+    assert bad.returncode == 2 and "--retries: must be at least 0" in one_clear_line(bad)

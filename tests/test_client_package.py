@@ -44,3 +44,16 @@ def test_the_client_wheel_is_typed_and_needs_only_httpx(tmp_path):
     imported |= {node.module.split(".")[0] for code in modules for node in ast.walk(ast.parse(code))
                  if isinstance(node, ast.ImportFrom) and node.module and node.level == 0}
     assert imported - set(sys.stdlib_module_names) == {"httpx", "senpos_client"}
+
+
+def test_the_readme_shows_the_results_fields_in_their_real_order():
+    """Issue 31.11: the README's reprs of the result types list the fields as `repr` prints them."""
+    import dataclasses
+    import re
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8") + (REPO / "client" / "README.md").read_text("utf-8")
+    for kind in (senpos_client.PosResult, senpos_client.SentimentResult):
+        shown = re.findall(rf"{kind.__name__}\(((?:\w+=[^,)]*(?:\)|, ))+)", readme)
+        assert shown, kind.__name__
+        for fields in shown:
+            assert re.findall(r"(\w+)=", fields) == [f.name for f in dataclasses.fields(kind)], fields

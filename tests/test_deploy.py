@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import shutil
@@ -15,10 +16,11 @@ import yaml
 from bench.harness import serve_command
 from service.settings import SERVE_TARGET
 
-from .conftest import REPO, SHARED_DATA
+from .conftest import REPO
 
 DOCKERFILES = [REPO / "docker" / "Dockerfile.cpu", REPO / "docker" / "Dockerfile.gpu"]
-COMPOSE_SCHEMA = SHARED_DATA.parent / "schemas" / "compose-spec.json"
+# Vendored (deploy/schemas/SOURCE.md says from where), so the check runs in every clone.
+COMPOSE_SCHEMA = REPO / "deploy" / "schemas" / "compose-spec.json"
 
 
 def _cmd(dockerfile: Path) -> list[str]:
@@ -54,8 +56,9 @@ def _requirements(name: str) -> dict[str, str]:
     return {re.split(r"[=<> ]", x)[0]: x for x in lines if x.strip() and not x.startswith("#")}
 
 
-def test_never_both_onnxruntimes_and_never_torch():
-    cpu, gpu = _requirements("serve-cpu.txt"), _requirements("serve-gpu.txt")
+@pytest.mark.parametrize("suffix", [".txt", ".lock.txt"])
+def test_never_both_onnxruntimes_and_never_torch(suffix):
+    cpu, gpu = _requirements(f"serve-cpu{suffix}"), _requirements(f"serve-gpu{suffix}")
     assert "onnxruntime" in cpu and "onnxruntime-gpu" not in cpu
     assert "onnxruntime-gpu" in gpu and "onnxruntime" not in gpu
     assert "torch" not in cpu | gpu
@@ -70,8 +73,66 @@ def test_cpu_and_gpu_requirements_differ_only_in_onnxruntime():
     assert not any(line.startswith("-") for line in [*cpu, *gpu])
 
 
-@pytest.mark.parametrize("name,requirements", [("bentofile.yaml", "serve-cpu.txt"),
-                                               ("bentofile.gpu.yaml", "serve-gpu.txt")])
+# What each image and Bento installs: the lock file, the Python it was locked for, and the files that install it.
+LOCKED = {"cpu": ("serve-cpu.lock.txt", "bentofile.yaml", "Dockerfile.cpu"),
+          "gpu": ("serve-gpu.lock.txt", "bentofile.gpu.yaml", "Dockerfile.gpu")}
+
+
+def _lock_module():
+    spec = importlib.util.spec_from_file_location("senpos_requirements_lock", REPO / "requirements" / "lock.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _pins(path: Path) -> dict[str, str]:
+    """canonical name -> version, for a file of `name==version` lines (comments and blank lines skipped)."""
+    out = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, version = line.split("==")
+            out[re.sub(r"[-_.]+", "-", name).lower()] = version
+    return out
+
+
+@pytest.mark.parametrize("lock", ["serve-cpu.lock.txt", "serve-gpu.lock.txt"])
+def test_lock_files_are_current(lock):
+    # Regenerated from requirements/serve-*.txt, constraints.txt and the installed packages' metadata: a stale lock
+    # (a pin or a dependency changed since) fails here.
+    assert (REPO / "requirements" / lock).read_text() == _lock_module().render(lock), \
+        "run `.venv/bin/python requirements/lock.py`"
+
+
+@pytest.mark.parametrize("variant", LOCKED)
+def test_images_and_bentos_install_exactly_the_constraints_versions(variant):
+    lock, bentofile, dockerfile = LOCKED[variant]
+    constraints = _pins(REPO / "constraints.txt")
+    locked = _pins(REPO / "requirements" / lock)
+    # Every package installed is pinned to the version the tests ran with (onnxruntime-gpu: the same release as the
+    # onnxruntime that constraints.txt pins), and every direct requirement is among them at its own pin.
+    assert {n: constraints.get("onnxruntime" if n == "onnxruntime-gpu" else n) for n in locked} == locked
+    assert _pins(REPO / "requirements" / f"serve-{variant}.txt").items() <= locked.items()
+    python = _lock_module().LOCKS[lock][1]
+
+    # The Dockerfile installs that file and nothing else, without resolving (so nothing unpinned slips in),
+    # on the Python it was locked for.
+    text = (REPO / "docker" / dockerfile).read_text()
+    installs = re.findall(r"pip install ([^\n\\&]*)", text)
+    assert installs == [f"--no-cache-dir --no-deps -r requirements/{lock} "], installs
+    assert re.search(rf"-r requirements/{re.escape(lock)} \\\n\s+&& pip check", text)
+    assert f"COPY requirements/{lock} requirements/" in text
+    assert set(re.findall(r"python:?(3\.\d+)", text)) == {python}
+
+    # The Bento: the same file, not re-locked by BentoML, installed as it is, on the same Python.
+    bento = yaml.safe_load((REPO / bentofile).read_text())
+    assert bento["python"]["requirements_txt"] == f"./requirements/{lock}"
+    assert bento["python"]["lock_packages"] is False and "--no-deps" in bento["python"]["pip_args"].split()
+    assert str(bento["docker"]["python_version"]) == python
+
+
+@pytest.mark.parametrize("name,requirements", [("bentofile.yaml", "serve-cpu.lock.txt"),
+                                               ("bentofile.gpu.yaml", "serve-gpu.lock.txt")])
 def test_bentofiles(name, requirements):
     bento = yaml.safe_load((REPO / name).read_text())
     assert bento["service"] == SERVE_TARGET
@@ -82,7 +143,6 @@ def test_bentofiles(name, requirements):
     assert {"service/**/*.py", "service/static/*"} <= set(bento["include"])
 
 
-@pytest.mark.skipif(not COMPOSE_SCHEMA.exists(), reason="no ../shared/schemas/compose-spec.json")
 @pytest.mark.parametrize("name", ["docker-compose.yml", "docker-compose.gpu.yml"])
 def test_compose_files_match_the_compose_spec(name):
     import jsonschema

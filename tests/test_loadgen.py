@@ -30,31 +30,44 @@ def test_open_loop_keeps_only_the_requests_in_flight():
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]
-        # Every task created from here on, held weakly: one the load generator let go of drops out once the
-        # garbage collector has run (a finished task can sit in a reference cycle until then).
-        tasks: weakref.WeakSet = weakref.WeakSet()
+        # Every task that has finished and whose done callbacks have run, held weakly: one the load generator
+        # let go of drops out once the garbage collector has run (a finished task can sit in a reference cycle
+        # until then). A task's done callbacks run together, in the order added: the factory's first, then the
+        # load generator's, so a task in `finished` has been through both.
+        finished: weakref.WeakSet = weakref.WeakSet()
+        halfway, count = asyncio.Event(), 0
+
+        def done(task: asyncio.Task) -> None:
+            nonlocal count
+            finished.add(task)
+            count += 1
+            if count == 500:
+                halfway.set()
 
         def factory(loop, coro, **kwargs):
             task = asyncio.Task(coro, loop=loop, **kwargs)
-            tasks.add(task)
+            if _is_request(task):
+                task.add_done_callback(done)
             return task
 
         asyncio.get_running_loop().set_task_factory(factory)
-        alive = 0
+        kept = None
 
         async def watch() -> None:
-            nonlocal alive
-            await asyncio.sleep(0.9)  # ~900 requests sent
+            nonlocal kept
+            await halfway.wait()  # 500 requests answered (however long that took), more in flight
             gc.collect()
-            alive = sum(_is_request(t) for t in list(tasks))
+            kept = sum(1 for _ in list(finished))
 
         watcher = asyncio.create_task(watch())
         try:
-            return await open_loop(f"http://127.0.0.1:{port}", "/x", [{}], 1000, 1.0, 1), alive
+            result = await open_loop(f"http://127.0.0.1:{port}", "/x", [{}], 1000, 1.0, 1)
+            await watcher  # woken at the 500th answer: it has looked by now
+            return result, kept
         finally:
             watcher.cancel()
             await runner.cleanup()
 
-    result, alive = asyncio.run(run())
+    result, kept = asyncio.run(run())
     assert result.statuses[200] == 1000, result.statuses
-    assert 5 < alive < 200, alive  # those in flight (~20), not the ~900 sent so far
+    assert kept == 0, f"the load generator still held {kept} of the 500+ requests it had finished"

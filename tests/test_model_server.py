@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import numpy as np
@@ -72,11 +73,15 @@ def address(tmp_path):
     return f"unix://{tmp_path}/models.sock"
 
 
-def serve(address: str, seconds_per_item: float = 0.0):
-    calls: list[int] = []
+def serve(address: str, seconds_per_item: float = 0.0, gate: threading.Event | None = None):
+    """A model server whose model records each call's items (the first number of each) and, given a `gate`,
+    holds every call until the gate opens, so a test can arrange the queue while a call is known to run."""
+    calls: list[list[int]] = []
 
     def model(seqs):
-        calls.append(len(seqs))
+        calls.append([int(s[0]) for s in seqs])
+        if gate is not None:
+            gate.wait(30)  # a bound for a broken test only: the test opens the gate
         time.sleep(seconds_per_item * len(seqs))
         return [float(s.sum()) for s in seqs], seconds_per_item * len(seqs)
 
@@ -86,9 +91,23 @@ def serve(address: str, seconds_per_item: float = 0.0):
     return ModelServer({"sentiment": batcher, "pos": batcher}, pricing, providers), calls
 
 
+async def until(condition, timeout_s: float = 30.0) -> None:
+    """Wait on the loop until `condition()` holds; the timeout only bounds how long a broken behaviour takes to
+    fail, it is no claim about speed."""
+
+    async def poll():
+        while not condition():
+            await asyncio.sleep(0.005)
+
+    await asyncio.wait_for(poll(), timeout_s)
+
+
 def test_units_from_several_clients_share_one_queue_and_come_back_in_order(address):
+    gate = threading.Event()
+
     async def go():
-        server, calls = serve(address, seconds_per_item=0.001)
+        server, calls = serve(address, gate=gate)
+        queue = server.batchers["sentiment"]
         listener = await server.start(address)
         clients = [ModelClient(address, max_queue_s=10) for _ in range(4)]
 
@@ -96,32 +115,45 @@ def test_units_from_several_clients_share_one_queue_and_come_back_in_order(addre
             units = [Unit([np.array([i, k])], 0.001) for k in range(3)]
             return await client.queues["sentiment"].run(units)
 
-        answers = await asyncio.gather(*(one(clients[i % 4], i) for i in range(40)))
+        answering = asyncio.gather(*(one(clients[i % 4], i) for i in range(40)))
+        try:  # every unit of the 4 clients reaches the server while its first call runs
+            await until(lambda: sum(len(c) for c in calls) + queue.queued_units == 120)
+        finally:
+            gate.set()
+        answers = await answering
         listener.close()
         return answers, calls, clients[0].pricing
 
     answers, calls, pricing = asyncio.run(go())
     assert answers == [[[float(i)], [float(i + 1)], [float(i + 2)]] for i in range(40)]
-    assert max(calls) > 4  # units of different clients were joined into one model call
+    # Units of different clients (request i comes from client i % 4) were joined into one model call.
+    assert any(len({i % 4 for i in call}) > 1 for call in calls), calls
     assert pricing["sentiment"].cost.row_step == 0.001  # the server's cost model, from its hello
 
 
 def test_a_cancelled_request_is_dropped_on_the_server(address):
+    """The client cancels while the server runs the request's first call: its other units leave the server's
+    queue unrun (the server never runs more than the call already under way)."""
+    gate = threading.Event()
+
     async def go():
-        server, calls = serve(address, seconds_per_item=0.02)
+        server, calls = serve(address, gate=gate)
         listener = await server.start(address)
         client = ModelClient(address, max_queue_s=10)
         queue = server.batchers["sentiment"]
         task = asyncio.ensure_future(client.queues["sentiment"].run([Unit([np.array([1])], 0.02)] * 20))
-        await asyncio.sleep(0.1)
-        task.cancel()
-        await asyncio.sleep(0.1)
-        left = queue.queued_units
+        try:
+            await until(lambda: sum(len(c) for c in calls) + queue.queued_units == 20)  # all 20 on the server
+            task.cancel()
+            await until(lambda: queue.queued_units == 0)  # the cancel reached the server, which dropped them
+        finally:
+            gate.set()
+        await until(lambda: queue.running_s < 1e-9)  # the call under way has ended
         listener.close()
-        return sum(calls), left
+        return calls, queue.queued_units
 
-    ran, left = asyncio.run(go())
-    assert ran < 20 and left == 0
+    calls, left = asyncio.run(go())
+    assert len(calls) == 1 and len(calls[0]) < 20 and left == 0, calls
 
 
 def test_a_missing_model_server_is_a_503_not_a_hang(address):

@@ -68,21 +68,38 @@ def test_plan_batches_respects_the_widest_efficient_batch():
     assert plan_batches([], 8, cost) == []
 
 
-def test_measure_cost_recovers_a_known_cost():
-    import time
+class FakeClock:
+    """senpos.runtime's clock, advanced only by the fake model runs: the cost they take is exact on any machine
+    (a sleep on a loaded one lasts longer than asked)."""
 
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch) -> FakeClock:
+    import senpos.runtime
+
+    fake = FakeClock()
+    monkeypatch.setattr(senpos.runtime, "time", fake)
+    return fake
+
+
+def test_measure_cost_recovers_a_known_cost(clock):
     def fake_run(n: int, length: int) -> None:  # 20 us per step + 10 us per row-step + 1 ms per call
-        time.sleep(length * (20e-6 + 10e-6 * n) + 1e-3)
+        clock.now += length * (20e-6 + 10e-6 * n) + 1e-3
 
     cost = measure_cost(fake_run, repeats=2)
-    assert 10e-6 < cost.step < 40e-6 and 4e-6 < cost.row_step < 20e-6 and cost.call < 3e-3
+    assert cost.step == pytest.approx(20e-6) and cost.row_step == pytest.approx(10e-6)
+    assert cost.call == pytest.approx(1e-3)
 
 
-def test_measure_cost_tries_widths_up_to_max_rows():
-    import time
-
+def test_measure_cost_tries_widths_up_to_max_rows(clock):
     def gpu_like(n: int, length: int) -> None:  # every row rides along for free: wider is always cheaper per row
-        time.sleep(length * 20e-6 + 1e-3)
+        clock.now += length * 20e-6 + 1e-3
 
     assert measure_cost(gpu_like, max_rows=256, repeats=1).max_rows == 256
     assert measure_cost(gpu_like, repeats=1).max_rows == 64  # the CPU default stops at 64

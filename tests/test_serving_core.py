@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import httpx
 import numpy as np
 import pytest
 
-from bench.harness import BENTOML, free_port, running_server, server_process
+from bench.harness import BENTOML, reserved_port, running_server, server_process
 from senpos.pos import PosTagger
 from senpos.sentiment import SentimentPredictor
 
@@ -73,14 +74,14 @@ async def closed_loop(base: str, clients: int, seconds: float, texts: list[str])
 def test_64_one_review_clients_from_the_first_moment_get_only_200s(server, busy_core):
     base, _, _ = server
     statuses = asyncio.run(closed_loop(base, 64, 4, [REVIEW]))
-    assert len(statuses) > 64 and set(statuses) == {200}, {s: statuses.count(s) for s in set(statuses)}
+    assert len(statuses) >= 64 and set(statuses) == {200}, {s: statuses.count(s) for s in set(statuses)}
 
 
 def test_64_one_review_clients_right_after_client_batched_traffic_get_only_200s(server, busy_core):
     base, _, _ = server
     asyncio.run(closed_loop(base, 4, 3, [REVIEW] * 64))
     statuses = asyncio.run(closed_loop(base, 64, 4, [REVIEW]))
-    assert len(statuses) > 64 and set(statuses) == {200}, {s: statuses.count(s) for s in set(statuses)}
+    assert len(statuses) >= 64 and set(statuses) == {200}, {s: statuses.count(s) for s in set(statuses)}
 
 
 def test_a_request_over_the_character_limit_is_413_naming_it(server):
@@ -91,25 +92,33 @@ def test_a_request_over_the_character_limit_is_413_naming_it(server):
     assert r.status_code == 413 and "200000" in r.json()["error"]
 
 
-def test_small_requests_answer_within_a_second_while_two_maximal_requests_run(server):
+def test_small_requests_are_not_held_up_while_two_maximal_requests_run(server):
+    """Each small request waits for a share of the model, never for a maximal request to finish: it takes at
+    most a second or, on a machine slow enough that this is less, half a maximal request's time (the figures
+    are make bench's)."""
     base, _, _ = server
     big = chinese_text(MAXIMAL_POS)
 
+    async def timed(c: httpx.AsyncClient, path: str, body: dict) -> tuple[int, float]:
+        t0 = time.perf_counter()
+        status = (await c.post(path, json=body)).status_code
+        return status, time.perf_counter() - t0
+
     async def go():
         async with httpx.AsyncClient(base_url=base, timeout=60) as c:
-            heavy = [asyncio.ensure_future(c.post("/pos-tag", json={"texts": [big]})) for _ in range(2)]
+            heavy = [asyncio.ensure_future(timed(c, "/pos-tag", {"texts": [big]})) for _ in range(2)]
             await asyncio.sleep(0.5)  # both are being tokenised or queued
             small = []
             for path, body in [("/sentiment", {"texts": ["Fine."]}), ("/pos-tag", {"texts": ["我们热爱和平。"]})] * 3:
-                t0 = time.perf_counter()
-                status = (await c.post(path, json=body)).status_code
-                small.append((path, status, time.perf_counter() - t0, not all(h.done() for h in heavy)))
-            return [(await h).status_code for h in heavy], small
+                status, seconds = await timed(c, path, body)
+                small.append((path, status, seconds, not all(h.done() for h in heavy)))
+            return [await h for h in heavy], small
 
     heavy, small = asyncio.run(go())
-    assert heavy == [200, 200]
+    assert [status for status, _ in heavy] == [200, 200]
     assert any(running for *_, running in small), "the maximal requests were over before the small ones were sent"
-    assert all(status == 200 and seconds < 1.0 for _, status, seconds, _ in small), small
+    bound = max(1.0, min(seconds for _, seconds in heavy) / 2)
+    assert all(status == 200 and seconds < bound for _, status, seconds, _ in small), (bound, small)
 
 
 def _metric(base: str, name: str, endpoint: str) -> float:
@@ -117,27 +126,47 @@ def _metric(base: str, name: str, endpoint: str) -> float:
     return sum(float(v) for v in re.findall(rf'^{name}{{[^}}]*endpoint="{endpoint}"[^}}]*}} ([0-9.e+]+)$', text, re.M))
 
 
-def test_a_client_that_goes_away_has_its_work_dropped(server):
-    """Two maximal requests whose clients leave early cost the model well under what serving both would: units
-    still queued are dropped (or never queued, if the client left during tokenising)."""
-    base, _, _ = server
+@pytest.mark.parametrize("layout", ["single", "split"])
+def test_a_client_that_goes_away_has_its_work_dropped(layout):
+    """A maximal request whose client leaves once a tenth of its work has run costs the model much less than
+    serving it: units still queued are dropped. Progress is read from the model's row counter, not timed, so a
+    slow or loaded machine changes nothing; small batches make a request many model calls."""
+    with server_process({"SENPOS_LAYOUT": layout, "SENPOS_MAX_BATCH_SIZE": "4"}) as (base, _):
+        _client_goes_away(base)
+
+
+def _client_goes_away(base: str) -> None:
     body = json.dumps({"texts": [chinese_text(MAXIMAL_POS)]}).encode()
     rows = lambda: _metric(base, "senpos_batch_size_sum", "pos_tag")  # noqa: E731  (model rows run so far)
-    before, t0 = rows(), time.perf_counter()
+    before = rows()
     assert httpx.post(f"{base}/pos-tag", content=body, headers={"content-type": "application/json"},
                       timeout=60).status_code == 200
-    full, before, seconds = rows() - before, rows(), time.perf_counter() - t0
+    full = rows() - before
     host, port = base.removeprefix("http://").split(":")
     for _ in range(2):
+        before = rows()
         with socket.create_connection((host, int(port))) as s:
             s.sendall(b"POST /pos-tag HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                       b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
-            time.sleep(seconds / 4)  # tokenised, queued, some of it running
-    time.sleep(1.0)
-    assert rows() - before < 1.5 * full, (rows() - before, full)  # serving both would be 2 x full
-    t0 = time.perf_counter()
+            deadline = time.monotonic() + 60
+            while rows() - before < 0.1 * full:  # queued and running
+                assert time.monotonic() < deadline, "the request never ran"
+                time.sleep(0.02)
+        settled = _settled(rows)
+        assert settled - before < 0.9 * full, (settled - before, full)  # serving it would be 1 x full
     assert httpx.post(f"{base}/pos-tag", json={"texts": ["我们热爱和平。"]}, timeout=30).status_code == 200
-    assert time.perf_counter() - t0 < 1.0  # nothing left running for the clients that went away
+
+
+def _settled(read: Callable[[], float], quiet_s: float = 0.5, limit_s: float = 60) -> float:
+    """`read()` once it has not changed for `quiet_s` seconds."""
+    deadline, last, since = time.monotonic() + limit_s, read(), time.monotonic()
+    while time.monotonic() - since < quiet_s:
+        assert time.monotonic() < deadline, "still changing"
+        time.sleep(0.05)
+        now = read()
+        if now != last:
+            last, since = now, time.monotonic()
+    return last
 
 
 def _rss_mb(pids: list[int]) -> float:
@@ -215,20 +244,23 @@ def test_answers_equal_the_predictors_in_process(server):
 
 def test_api_and_model_servers_apart_over_tcp(tmp_path):
     """The shape across pods (deploy/k8s/senpos-gpu.yaml): a model server alone on TCP, an API server pointed at it."""
-    address = f"tcp://127.0.0.1:{free_port()}"
-    env = {**os.environ, "SENPOS_MODEL_ADDRESS": address, "BENTOML_HOME": str(tmp_path / "models-home")}
-    with open(tmp_path / "models.log", "w") as log:
-        models = subprocess.Popen([BENTOML, "serve", "service.service:SenposModels", "--port", str(free_port())],
-                                  cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        with running_server({"SENPOS_LAYOUT": "split", "SENPOS_MODEL_ADDRESS": address}) as base:
-            r = httpx.post(f"{base}/sentiment", json={"texts": ["A wonderful film.", "Dreadful."]}, timeout=30)
-            assert [a["label"] for a in r.json()] == ["positive", "negative"]
-            r = httpx.post(f"{base}/pos-tag", json={"texts": [["我们", "热爱", "和平"]]}, timeout=30)
-            assert r.json()[0]["tags"] == ["r", "v", "n"]
-    finally:
-        os.killpg(models.pid, signal.SIGTERM)
-        models.wait(timeout=30)
+    # Both of the model server's ports stay reserved until it has stopped: no other pick (the API server's
+    # included) can get them before it binds them (bench/harness.py, free_port).
+    with reserved_port() as model_port, reserved_port() as http_port:
+        address = f"tcp://127.0.0.1:{model_port}"
+        env = {**os.environ, "SENPOS_MODEL_ADDRESS": address, "BENTOML_HOME": str(tmp_path / "models-home")}
+        with open(tmp_path / "models.log", "w") as log:
+            models = subprocess.Popen([BENTOML, "serve", "service.service:SenposModels", "--port", str(http_port)],
+                                      cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            with running_server({"SENPOS_LAYOUT": "split", "SENPOS_MODEL_ADDRESS": address}) as base:
+                r = httpx.post(f"{base}/sentiment", json={"texts": ["A wonderful film.", "Dreadful."]}, timeout=30)
+                assert [a["label"] for a in r.json()] == ["positive", "negative"]
+                r = httpx.post(f"{base}/pos-tag", json={"texts": [["我们", "热爱", "和平"]]}, timeout=30)
+                assert r.json()[0]["tags"] == ["r", "v", "n"]
+        finally:
+            os.killpg(models.pid, signal.SIGTERM)
+            models.wait(timeout=30)
 
 
 def test_a_killed_model_process_is_503_at_once_then_restarted(server):
@@ -239,9 +271,9 @@ def test_a_killed_model_process_is_503_at_once_then_restarted(server):
     (pid,) = [int(p) for p in out.split() if int(p) in _workers(proc)]
     os.kill(pid, signal.SIGKILL)
     time.sleep(0.5)
-    t0 = time.perf_counter()
     r = httpx.post(f"{base}/sentiment", json={"texts": ["Fine."]}, timeout=30)
-    assert r.status_code == 503 and r.headers["retry-after"] and time.perf_counter() - t0 < 1.0
+    # At once: a 503, not a request held until the model process is back (that would answer 200) or timed out.
+    assert r.status_code == 503 and r.headers["retry-after"]
     deadline = time.monotonic() + 120  # bentoml serve starts a new model process; the workers reconnect
     while httpx.post(f"{base}/sentiment", json={"texts": ["Fine."]}, timeout=30).status_code != 200:
         assert time.monotonic() < deadline, "the service did not recover"

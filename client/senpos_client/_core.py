@@ -1,14 +1,14 @@
-"""What the sync and async clients share: settings from arguments and the environment, request shapes, chunking,
-retry policy, response parsing and errors."""
+"""What the sync and async clients share: settings from arguments and the environment, request shapes, splitting
+long lists to the server's limits, retry policy, response parsing and errors."""
 
 from __future__ import annotations
 
 import os
 import random
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Sized
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 import httpx
 
@@ -25,6 +25,10 @@ from senpos_client.errors import (
 VERSION = "0.2.0"
 DEFAULT_URL = "http://localhost:3000"
 DEFAULT_TIMEOUT = 60.0
+DEFAULT_MAX_ITEMS = 256  # the server's default items per request (SENPOS_MAX_ITEMS)
+# The server's default characters per request, all items together (SENPOS_MAX_REQUEST_CHARS), by model.
+DEFAULT_MAX_REQUEST_CHARS = {"sentiment": 200_000, "pos": 16_000}
+ENDPOINTS = {"sentiment": "/sentiment", "pos": "/pos-tag"}  # model -> its path
 RETRY_STATUSES = frozenset({429, 503})
 RETRY_ERRORS = (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 PosItem = str | Sequence[str]
@@ -89,6 +93,7 @@ class Settings:
     secrets: tuple[str, ...]
     retry: RetryPolicy
     max_items: int
+    max_request_chars: dict[str, int]  # model ("sentiment", "pos") -> characters per request
 
     def __repr__(self) -> str:  # the headers hold the key: say only whether there is one
         return f"Settings(url={self.url!r}, api_key={'set' if self.secrets else None})"
@@ -123,8 +128,29 @@ def resolve_api_key(api_key: str | None) -> str | None:
     return api_key or None
 
 
+def resolve_max_request_chars(value: int | Mapping[str, int] | None) -> dict[str, int]:
+    """Characters per request by model, as the server's SENPOS_MAX_REQUEST_CHARS gives them: None for its
+    defaults, one number for both, or {"sentiment": N, "pos": M} (either may be left out)."""
+    limits = dict(DEFAULT_MAX_REQUEST_CHARS)
+    if isinstance(value, Mapping):
+        unknown = sorted(map(str, set(value) - set(limits)))
+        if unknown:
+            raise ValueError(f"max_request_chars: unknown model {', '.join(map(repr, unknown))} (expected "
+                             f"{' and '.join(map(repr, limits))})")
+        limits.update(value)
+    elif value is not None:
+        limits = dict.fromkeys(limits, value)
+    for model, limit in limits.items():
+        if not isinstance(limit, int) or isinstance(limit, bool):
+            raise TypeError(f"max_request_chars: expected an int for {model!r}, got {type(limit).__name__}")
+        if limit < 1:
+            raise ValueError(f"max_request_chars must be at least 1, got {limit} for {model!r}")
+    return limits
+
+
 def settings(url: str | None, api_key: str | None, headers: Mapping[str, str] | None, retries: int,
-             backoff: float, max_items: int) -> Settings:
+             backoff: float, max_items: int, max_request_chars: int | Mapping[str, int] | None = None
+             ) -> Settings:
     if max_items < 1:
         raise ValueError("max_items must be at least 1")
     if retries < 0:
@@ -134,13 +160,51 @@ def settings(url: str | None, api_key: str | None, headers: Mapping[str, str] | 
     if key and "authorization" not in merged:
         merged["authorization"] = f"Bearer {key}"
     secrets = tuple(s for s in (key, merged.get("authorization")) if s)
-    return Settings(resolve_url(url), merged, secrets, RetryPolicy(retries=retries, backoff=backoff), max_items)
+    return Settings(resolve_url(url), merged, secrets, RetryPolicy(retries=retries, backoff=backoff), max_items,
+                    resolve_max_request_chars(max_request_chars))
 
 
-def chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
-    if size < 1:
-        raise ValueError("max_items must be at least 1")
-    return [items[i : i + size] for i in range(0, len(items), size)]
+def item_chars(item: object) -> int:
+    """The characters an item counts for, as the server counts them: a text's, or its words' together."""
+    if isinstance(item, str):
+        return len(item)
+    try:
+        return sum(len(w) for w in cast("Iterable[Sized]", item))
+    except TypeError:
+        return 0  # not a text: the server says what is wrong with it
+
+
+def too_long(index: int, chars: int, limit: int, endpoint: str, option: str = "pass max_request_chars=") -> str:
+    return (f"texts[{index}] has {chars} characters, more than the {limit} one {endpoint} request may hold (the "
+            f"server's SENPOS_MAX_REQUEST_CHARS; {option} if the server sets it otherwise): a text cannot be split "
+            "across requests, so nothing was sent")
+
+
+def plan(items: Sequence[T], max_items: int, max_chars: int, endpoint: str) -> list[list[T]]:
+    """`items` as the consecutive requests that keep to the server's limits: at most `max_items` items
+    (SENPOS_MAX_ITEMS) and `max_chars` characters in all (SENPOS_MAX_REQUEST_CHARS) each.
+
+    An item over `max_chars` on its own fits no request: ValidationError naming it (status None, `detail`
+    {"index", "chars", "limit", "endpoint"}), raised before any request is sent.
+    """
+    if max_items < 1 or max_chars < 1:
+        raise ValueError("max_items and max_request_chars must be at least 1")
+    requests: list[list[T]] = []
+    current: list[T] = []
+    total = 0
+    for index, item in enumerate(items):
+        size = item_chars(item)
+        if size > max_chars:
+            raise ValidationError(None, too_long(index, size, max_chars, endpoint),
+                                  {"index": index, "chars": size, "limit": max_chars, "endpoint": endpoint})
+        if current and (len(current) >= max_items or total + size > max_chars):
+            requests.append(current)
+            current, total = [], 0
+        current.append(item)
+        total += size
+    if current:
+        requests.append(current)
+    return requests
 
 
 def pos_payload(items: Sequence[PosItem]) -> dict[str, Any]:
@@ -177,7 +241,7 @@ def error_for(response: httpx.Response, where: str, secrets: Sequence[str] = ())
     if status in (401, 403):
         hint = ("set SENPOS_API_KEY or pass api_key=" if status == 401 and "authorization" not in
                 {k.lower() for k in response.request.headers} else "check the key in SENPOS_API_KEY / api_key=")
-        return AuthenticationError(f"{where}: {message}; {hint}", status=status, request_id=request_id)
+        return AuthenticationError(f"{where}: {message}", status=status, request_id=request_id, hint=hint)
     if status in (404, 405):
         return NotFoundError(f"{where}: {message}; is this the URL of a senpos server?", status=status,
                              request_id=request_id)

@@ -5,7 +5,8 @@
     echo "A wonderful film." | senpos sentiment                  # texts on standard input, one per line
     senpos sentiment --input reviews.txt --output scores.jsonl   # text lines or JSON Lines ({"text": ...})
 
-The server is $SENPOS_URL (or --url), its API key $SENPOS_API_KEY.
+The server is $SENPOS_URL (or --url), its API key $SENPOS_API_KEY. Blank input lines are skipped, and standard
+error says which; each result carries its input. The options before the command may also follow it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,16 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from typing import IO, NoReturn
 
-from senpos_client._core import VERSION, PosResult, SentimentResult
+from senpos_client._core import (
+    DEFAULT_MAX_ITEMS,
+    DEFAULT_MAX_REQUEST_CHARS,
+    ENDPOINTS,
+    VERSION,
+    PosResult,
+    SentimentResult,
+    plan,
+    too_long,
+)
 from senpos_client.client import Client
 from senpos_client.errors import (
     AuthenticationError,
@@ -33,6 +43,9 @@ from senpos_client.errors import (
 )
 
 EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED, EXIT_UNAVAILABLE = 1, 2, 3, 4
+MODELS = {"sentiment": "sentiment", "pos-tag": "pos"}  # command -> model
+COMMANDS = {"sentiment": "English sentiment: positive or negative, and P(positive), for each text.",
+            "pos-tag": "Chinese words and their part-of-speech tags, for each text (or list of words)."}
 EXIT_CODES = """exit codes:
   0  done
   1  the server failed (5xx) or answered something unreadable
@@ -70,15 +83,37 @@ def at_least(minimum: int | float, kind: type = int):
     return parse
 
 
-def parse_lines(lines: Iterable[str], name: str, jsonl: bool, words_ok: bool) -> list:
-    """One text per line; JSON Lines hold {"text": ...} objects (or {"words": [...]} for pos-tag)."""
-    items: list = []
+@dataclasses.dataclass
+class Inputs:
+    """The items to send, where each came from ("news.txt:7", "argument 2"), and the blank lines left out."""
+
+    items: list
+    places: list[str]
+    source: str = ""
+    blank: list[int] = dataclasses.field(default_factory=list)
+
+    def skipped(self) -> str | None:
+        """What standard error says about the blank lines left out, if any were."""
+        if not self.blank:
+            return None
+        count, shown = len(self.blank), ", ".join(map(str, self.blank[:10])) + (", ..." if len(self.blank) > 10 else "")
+        return (f"skipped {count} blank line{'s' if count != 1 else ''} of {self.source} "
+                f"(line{'s' if count != 1 else ''} {shown}); each result carries its input")
+
+
+def parse_lines(lines: Iterable[str], name: str, jsonl: bool, words_ok: bool) -> Inputs:
+    """One text per line; JSON Lines hold {"text": ...} objects (or {"words": [...]} for pos-tag). Blank lines
+    are left out (and counted in `blank`)."""
+    read = Inputs([], [], name)
+    items = read.items
     expected = 'an object with a "text" string' + (' or a "words" list of strings' if words_ok else "")
     try:
         for n, line in enumerate(lines, 1):
             line = line.rstrip("\n")
             if not line.strip():
+                read.blank.append(n)
                 continue
+            read.places.append(f"{name}:{n}")
             if not jsonl:
                 items.append(line)
                 continue
@@ -95,15 +130,15 @@ def parse_lines(lines: Iterable[str], name: str, jsonl: bool, words_ok: bool) ->
                 raise Failure(f"{name}:{n}: expected {expected}", EXIT_REFUSED)
     except UnicodeDecodeError as e:
         raise Failure(f"{name}: not UTF-8 text ({e.reason} at byte {e.start})", EXIT_REFUSED) from None
-    return items
+    return read
 
 
-def read_items(source: str | None, texts: list[str], fmt: str, words_ok: bool) -> list:
+def read_items(source: str | None, texts: list[str], fmt: str, words_ok: bool) -> Inputs:
     """The texts to send: the arguments, the --input file, or standard input (`-`, or when nothing is given)."""
     if texts and source:
         raise Failure("give texts or --input, not both", EXIT_USAGE)
     if texts:
-        return texts
+        return Inputs(texts, [f"argument {n}" for n in range(1, len(texts) + 1)], "the arguments")
     if source is None and (sys.stdin is None or sys.stdin.isatty()):
         raise Failure("no texts: give them as arguments, with --input FILE, or on standard input", EXIT_USAGE)
     name = "<stdin>" if source in (None, "-") else source
@@ -119,10 +154,10 @@ def read_items(source: str | None, texts: list[str], fmt: str, words_ok: bool) -
                 stream = stack.enter_context(open(name, encoding="utf-8-sig"))
             except OSError as e:
                 raise Failure(f"cannot read {name}: {e.strerror or e}", EXIT_USAGE) from None
-        items = parse_lines(stream, name, jsonl, words_ok)
-    if not items:
-        raise Failure(f"no texts in {name}", EXIT_USAGE)
-    return items
+        read = parse_lines(stream, name, jsonl, words_ok)
+    if not read.items:
+        raise Failure(f"no texts in {name}" + (" (only blank lines)" if read.blank else ""), EXIT_USAGE)
+    return read
 
 
 def progress(done: int, total: int) -> None:
@@ -135,14 +170,26 @@ def progress(done: int, total: int) -> None:
         sys.stderr.flush()
 
 
-def run(client: Client, command: str, items: list, batch: int) -> Iterator[dict]:
-    for start in range(0, len(items), batch):
-        chunk = items[start : start + batch]
+def requests(inputs: Inputs, command: str, batch: int, max_chars: int) -> list[list]:
+    """The requests the items go out as (at most `batch` items and `max_chars` characters each), worked out
+    before any is sent: a text that no request can hold is refused here, by its place in the input."""
+    try:
+        return plan(inputs.items, batch, max_chars, ENDPOINTS[MODELS[command]])
+    except ValidationError as e:
+        d = e.detail if isinstance(e.detail, dict) else {}
+        message = too_long(d["index"], d["chars"], d["limit"], d["endpoint"], "use --max-chars")
+        raise Failure(message.replace(f"texts[{d['index']}]", inputs.places[d["index"]], 1), EXIT_REFUSED) from None
+
+
+def run(client: Client, command: str, chunks: list[list]) -> Iterator[list[dict]]:
+    """Each request's rows, request by request, so that what was done is written before a failure."""
+    total, done = sum(map(len, chunks)), 0
+    for chunk in chunks:
         results: Sequence[SentimentResult | PosResult] = (
             client.sentiment(chunk) if command == "sentiment" else client.pos_tag(chunk))
-        for item, result in zip(chunk, results, strict=True):
-            yield {"input": item, **dataclasses.asdict(result)}
-        progress(min(start + batch, len(items)), len(items))
+        yield [{"input": item, **dataclasses.asdict(result)} for item, result in zip(chunk, results, strict=True)]
+        done += len(chunk)
+        progress(done, total)
 
 
 def exit_code(error: SenposError) -> int:
@@ -157,33 +204,60 @@ def exit_code(error: SenposError) -> int:
     return EXIT_FAILED
 
 
+def add_global_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    """--url, --timeout, --retries: on the main parser with their defaults, and on each command without any, so
+    that they may come after the command too (and there override what came before it)."""
+    def default(value: object) -> object:
+        return value if defaults else argparse.SUPPRESS
+
+    parser.add_argument("--url", default=default(None),
+                        help="service URL (default: $SENPOS_URL, else http://localhost:3000)")
+    parser.add_argument("--timeout", type=at_least(0.001, float), default=default(60.0),
+                        help="seconds per request (default: 60)")
+    parser.add_argument("--retries", type=at_least(0), default=default(3),
+                        help="retries of 503/429/connection errors (default: 3)")
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="senpos", description=__doc__, epilog=EXIT_CODES,
                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"senpos-client {VERSION}")
-    parser.add_argument("--url", help="service URL (default: $SENPOS_URL, else http://localhost:3000)")
-    parser.add_argument("--timeout", type=at_least(0.001, float), default=60.0, help="seconds per request")
-    parser.add_argument("--retries", type=at_least(0), default=3, help="retries of 503/429/connection errors")
+    add_global_options(parser, defaults=True)
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("sentiment", "pos-tag"):
-        p = sub.add_parser(name, epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = sub.add_parser(name, epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
+                           description=f"{COMMANDS[name]} Blank input lines are skipped (standard error says which "
+                                       "lines); each result carries its input.")
         p.add_argument("texts", nargs="*", help="texts (or use --input, or standard input)")
         p.add_argument("--input", metavar="FILE", help="a text file (one text per line) or JSON Lines; - for "
                                                        "standard input (read when no texts are given)")
         p.add_argument("--format", choices=("auto", "text", "jsonl"), default="auto",
                        help="input format (auto: JSON Lines for a .jsonl file, else one text per line)")
         p.add_argument("--output", metavar="FILE", help="write JSON Lines here (default: standard output)")
-        p.add_argument("--batch", type=at_least(1), default=256, help="items per request")
+        p.add_argument("--batch", type=at_least(1), default=DEFAULT_MAX_ITEMS,
+                       help=f"most items per request (default: {DEFAULT_MAX_ITEMS}, the server's default "
+                            "SENPOS_MAX_ITEMS)")
+        limit = DEFAULT_MAX_REQUEST_CHARS[MODELS[name]]
+        p.add_argument("--max-chars", type=at_least(1), default=limit, metavar="N",
+                       help=f"most characters per request, all texts together (default: {limit}, the server's "
+                            "default SENPOS_MAX_REQUEST_CHARS); a text longer than this is refused before "
+                            "anything is sent")
+        add_global_options(p, defaults=False)
     return parser
 
 
 def execute(argv: list[str] | None) -> None:
     args = build_parser().parse_args(argv)
-    items = read_items(args.input, args.texts, args.format, args.command == "pos-tag")
+    inputs = read_items(args.input, args.texts, args.format, args.command == "pos-tag")
+    chunks = requests(inputs, args.command, args.batch, args.max_chars)
     try:
-        client = Client(args.url, timeout=args.timeout, retries=args.retries)
+        client = Client(args.url, timeout=args.timeout, retries=args.retries, max_items=args.batch,
+                        max_request_chars={MODELS[args.command]: args.max_chars})
     except ValueError as e:
         raise Failure(str(e), EXIT_USAGE) from None
+    if inputs.skipped():
+        print(f"senpos: {inputs.skipped()}", file=sys.stderr)
+    written = 0
     with contextlib.ExitStack() as stack:
         stack.enter_context(client)
         out: IO[str]
@@ -197,10 +271,25 @@ def execute(argv: list[str] | None) -> None:
             if isinstance(out, io.TextIOWrapper):
                 out.reconfigure(encoding="utf-8")  # JSON Lines are UTF-8 whatever the locale
         try:
-            for row in run(client, args.command, items, args.batch):
-                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            for rows in run(client, args.command, chunks):
+                out.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+                out.flush()  # what is done is on disk before the next request can fail
+                written += len(rows)
         except SenposError as e:
-            raise Failure(str(e), exit_code(e)) from None
+            message = cli_message(e, has_key=bool(client._config.secrets))
+            if written:
+                message += f"; {written} of {len(inputs.items)} results written to {args.output or 'standard output'}"
+            raise Failure(message, exit_code(e)) from None
+
+
+def cli_message(error: SenposError, has_key: bool) -> str:
+    """The error as the command says it: what to do about a key is said the command's way (the environment;
+    there is no option for it), not the SDK's (`api_key=`)."""
+    if isinstance(error, AuthenticationError):
+        hint = ("check the key in SENPOS_API_KEY" if has_key else
+                "set SENPOS_API_KEY (the senpos command reads the key from the environment only)")
+        return str(AuthenticationError(error.reason, status=error.status, request_id=error.request_id, hint=hint))
+    return str(error)
 
 
 def main(argv: list[str] | None = None) -> int:

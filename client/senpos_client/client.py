@@ -5,22 +5,24 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
 from senpos_client._core import (
+    DEFAULT_MAX_ITEMS,
     DEFAULT_TIMEOUT,
+    ENDPOINTS,
     PosItem,
     PosResult,
     SentimentResult,
     ServiceInfo,
     Settings,
     TimeoutArg,
-    chunks,
     parse_info,
     parse_pos,
     parse_sentiment,
+    plan,
     pos_payload,
     settings,
     step,
@@ -30,7 +32,8 @@ from senpos_client.errors import Timeout
 if TYPE_CHECKING:
     from httpx._client import UseClientDefault
 
-DEFAULT_MAX_ITEMS = 256  # the server's default per-request limit (SENPOS_MAX_ITEMS)
+T = TypeVar("T")
+MaxRequestChars = int | Mapping[str, int] | None
 
 
 def _request_timeout(timeout: TimeoutArg, http_client: object) -> TimeoutArg | UseClientDefault:
@@ -58,6 +61,16 @@ class _Configured:
     def max_items(self) -> int:
         return self._config.max_items
 
+    @property
+    def max_request_chars(self) -> dict[str, int]:
+        """Characters per request, all items together, by model: {"sentiment": N, "pos": M}."""
+        return dict(self._config.max_request_chars)
+
+    def _plan(self, items: Sequence[T], model: str) -> list[list[T]]:
+        """The requests a list goes out as (see _core.plan): raises for an item too long for any, before
+        anything is sent."""
+        return plan(list(items), self.max_items, self._config.max_request_chars[model], ENDPOINTS[model])
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r}, api_key={'set' if self._config.secrets else None})"
 
@@ -68,26 +81,30 @@ class Client(_Configured):
     `url` defaults to $SENPOS_URL (else http://localhost:3000) and `api_key` to $SENPOS_API_KEY; `headers` go
     with every request. `timeout` is seconds or an `httpx.Timeout` (None: 60 s, or `http_client`'s own).
     `http_client` is an `httpx.Client` of yours (proxies, TLS, event hooks); it is left open by `close()`.
-    `max_items` is the server's per-request item limit; longer lists are split.
+    `max_items` and `max_request_chars` are the server's per-request limits (SENPOS_MAX_ITEMS and
+    SENPOS_MAX_REQUEST_CHARS, its defaults unless given: one number, or {"sentiment": N, "pos": M}); a longer
+    list is split into as many requests as it needs, and a text that no request can hold is refused
+    (ValidationError) before anything is sent.
     """
 
     def __init__(self, url: str | None = None, *, api_key: str | None = None,
                  headers: Mapping[str, str] | None = None, http_client: httpx.Client | None = None,
                  timeout: TimeoutArg = None, retries: int = 3, backoff: float = 0.25,
-                 max_items: int = DEFAULT_MAX_ITEMS, transport: httpx.BaseTransport | None = None):
+                 max_items: int = DEFAULT_MAX_ITEMS, transport: httpx.BaseTransport | None = None,
+                 max_request_chars: MaxRequestChars = None):
         _check_http_client(http_client, transport, httpx.Client)
-        self._config: Settings = settings(url, api_key, headers, retries, backoff, max_items)
+        self._config: Settings = settings(url, api_key, headers, retries, backoff, max_items, max_request_chars)
         self._timeout = _request_timeout(timeout, http_client)
         self._owns_http = http_client is None
         self._http = http_client or httpx.Client(timeout=DEFAULT_TIMEOUT if timeout is None else timeout,
                                                  transport=transport)
 
     def sentiment(self, texts: Sequence[str]) -> list[SentimentResult]:
-        return [r for chunk in chunks(list(texts), self.max_items)
-                for r in parse_sentiment(self._request("POST", "/sentiment", {"texts": list(chunk)}))]
+        return [r for chunk in self._plan(texts, "sentiment")
+                for r in parse_sentiment(self._request("POST", "/sentiment", {"texts": chunk}))]
 
     def pos_tag(self, items: Sequence[PosItem]) -> list[PosResult]:
-        return [r for chunk in chunks(list(items), self.max_items)
+        return [r for chunk in self._plan(items, "pos")
                 for r in parse_pos(self._request("POST", "/pos-tag", pos_payload(chunk)))]
 
     def info(self) -> ServiceInfo:
@@ -141,11 +158,11 @@ class AsyncClient(_Configured):
                  headers: Mapping[str, str] | None = None, http_client: httpx.AsyncClient | None = None,
                  timeout: TimeoutArg = None, retries: int = 3, backoff: float = 0.25,
                  max_items: int = DEFAULT_MAX_ITEMS, concurrency: int = 4,
-                 transport: httpx.AsyncBaseTransport | None = None):
+                 transport: httpx.AsyncBaseTransport | None = None, max_request_chars: MaxRequestChars = None):
         _check_http_client(http_client, transport, httpx.AsyncClient)
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        self._config: Settings = settings(url, api_key, headers, retries, backoff, max_items)
+        self._config: Settings = settings(url, api_key, headers, retries, backoff, max_items, max_request_chars)
         self._timeout = _request_timeout(timeout, http_client)
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(timeout=DEFAULT_TIMEOUT if timeout is None else timeout,
@@ -153,11 +170,11 @@ class AsyncClient(_Configured):
         self.concurrency = concurrency
 
     async def sentiment(self, texts: Sequence[str]) -> list[SentimentResult]:
-        bodies = await self._map("/sentiment", [{"texts": list(c)} for c in chunks(list(texts), self.max_items)])
+        bodies = await self._map("/sentiment", [{"texts": c} for c in self._plan(texts, "sentiment")])
         return [r for body in bodies for r in parse_sentiment(body)]
 
     async def pos_tag(self, items: Sequence[PosItem]) -> list[PosResult]:
-        bodies = await self._map("/pos-tag", [pos_payload(c) for c in chunks(list(items), self.max_items)])
+        bodies = await self._map("/pos-tag", [pos_payload(c) for c in self._plan(items, "pos")])
         return [r for body in bodies for r in parse_pos(body)]
 
     async def info(self) -> ServiceInfo:

@@ -21,15 +21,26 @@ class SenposError(Exception):
 
 class ValidationError(SenposError):
     """The server refused the request's input (400, 413, 415, 422 or another 4xx not covered below): `message`
-    is the server's, `detail` its structured details when it gave them."""
+    is the server's, `detail` its structured details when it gave them.
 
-    def __init__(self, status: int, message: str, detail: object = None, *, request_id: str | None = None):
+    Raised before anything is sent (`status` and `request_id` None) for an item over the characters one request
+    may hold, which no split can help: `detail` is then {"index", "chars", "limit", "endpoint"}."""
+
+    def __init__(self, status: int | None, message: str, detail: object = None, *, request_id: str | None = None):
         self.detail = detail
         super().__init__(message, status=status, request_id=request_id)
 
 
 class AuthenticationError(SenposError):
-    """The server wants an API key (401) or refused the one given (403)."""
+    """The server wants an API key (401) or refused the one given (403).
+
+    `message` is what happened followed by `hint`, what to do about it (set SENPOS_API_KEY or pass `api_key=`);
+    `reason` is what happened alone, for a caller that offers the key its own way (the `senpos` command)."""
+
+    def __init__(self, message: str, *, status: int | None = None, request_id: str | None = None,
+                 hint: str | None = None):
+        self.reason, self.hint = message, hint
+        super().__init__(f"{message}; {hint}" if hint else message, status=status, request_id=request_id)
 
 
 class NotFoundError(SenposError):
