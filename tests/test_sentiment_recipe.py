@@ -71,8 +71,9 @@ def test_a_stack_saved_before_the_length_terms_still_loads():
 
 @pytest.mark.skipif(not SHORT_EVAL.exists(), reason="the short-text set is part of the repository")
 def test_ship_runs_the_whole_recipe_and_resumes(tmp_path, reviews_jsonl):
-    """prepare -> wide -> baseline -> train (crops, short texts) -> combine -> export -> report on the 24-review
-    fixture; a second call finds every step done and only exports and reports again."""
+    """prepare -> wide -> baseline -> teacher -> pseudo-labels -> student (crops, short texts, unlabelled reviews)
+    -> combine -> export -> report on the 24-review fixture; a second call finds every step done and only exports
+    and reports again."""
     from senpos.sentiment import SentimentPredictor
     from training.sentiment.ship import ship
 
@@ -84,13 +85,16 @@ def test_ship_runs_the_whole_recipe_and_resumes(tmp_path, reviews_jsonl):
     recipe = {
         "prepare": {"min_freq": 1, "embed_dim": 16, "w2v_epochs": 1, "val_fraction": 0.25, "report_fraction": 0.25},
         "wide": {"n": 2, "buckets": 256, "c_grid": (1.0,)},
-        "train": {"hidden": 8, "epochs": 1, "batch_size": 8, "max_tokens": 12, "head_tokens": 4, "crops": 1,
-                  "short_texts": "train", "short_repeat": 1},
+        "teacher": {"hidden": 8, "epochs": 1, "batch_size": 8, "max_tokens": 12, "head_tokens": 4, "crops": 1,
+                    "short_texts": "train", "short_repeat": 1},
+        "student": {"hidden": 8, "epochs": 1, "batch_size": 8, "max_tokens": 12, "head_tokens": 4, "crops": 1,
+                    "short_texts": "train", "short_repeat": 1, "unsup_per_epoch": 10},
         "combine": {"short_texts": "eval"},
     }
     runs, out = tmp_path / "runs", tmp_path / "model"
     first = ship(runs, out, data, recipe, report_seconds=0.1)
-    assert list(first) == ["prepare", "wide", "baseline", "train", "combine", "export", "report"]
+    assert list(first) == ["prepare", "wide", "baseline", "teacher", "teacher_stack", "teacher_export",
+                           "pseudo_label", "train", "combine", "export", "report"]
     evaluation = json.loads((out / "evaluation.json").read_text())
     assert {"validation", "report", "short_texts", "probes"} <= set(evaluation)
     assert evaluation["short_texts"]["report"]["n"] >= 150

@@ -39,7 +39,7 @@ class PrepareConfig:
     vocab_unsup: bool = False  # also count the unlabelled reviews' tokens for the vocabulary (no labels involved)
 
 
-def _pack(token_ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+def pack(token_ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
     """Variable-length id lists as one flat array plus offsets (compact, no padding)."""
     lengths = np.array([len(x) for x in token_ids], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
@@ -120,7 +120,7 @@ def prepare(cfg: PrepareConfig, out_dir: Path) -> None:
 
     arrays = {}
     for name, rs, toks in (("train", train, train_tokens), ("val", val, val_tokens), ("report", report, report_tokens)):
-        arrays[f"{name}_ids"], arrays[f"{name}_offsets"] = _pack([vocab.encode(t) for t in toks])
+        arrays[f"{name}_ids"], arrays[f"{name}_offsets"] = pack([vocab.encode(t) for t in toks])
         arrays[f"{name}_labels"] = np.array([r.label for r in rs], dtype=np.int64)
     np.savez_compressed(out_dir / "data.npz", embeddings=embeddings, **arrays)
     vocab.save(out_dir / "vocab.json")

@@ -22,6 +22,7 @@ from senpos.text.vocab import Vocab
 from training.common import Selection, make_batches, pick_device, plot_curves, seed_everything
 from training.sentiment.model import ModelConfig, SentimentBiLSTM
 from training.sentiment.prepare import load_prepared
+from training.sentiment.pseudo_label import load_pseudo_labelled
 from training.sentiment.short_inputs import (
     SHORT_EVAL,
     encode_short_texts,
@@ -58,6 +59,7 @@ class TrainConfig:
     short_texts: str = ""  # a hand-written short-text set to train on as well (short_inputs.SHORT_TEXTS/<name>.jsonl)
     short_repeat: int = 3  # times each short text is seen per epoch
     threads: int = 0  # torch CPU threads (0 = its default, all cores)
+    unsup_per_epoch: int = 0  # unlabelled reviews (a fresh sample each epoch) with a teacher's soft targets
 
 
 def collate(seqs: list[np.ndarray], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -110,9 +112,11 @@ def train(prepared_dir: Path, run_dir: Path, cfg: TrainConfig) -> dict:
     vocab = Vocab.load(prepared_dir / "vocab.json")
     ends = sentence_end_ids(vocab)
     short_x, short_y = encode_short_texts(load_short_texts(cfg.short_texts), vocab) if cfg.short_texts else ([], [])
+    unsup_x, unsup_y = load_pseudo_labelled(prepared_dir) if cfg.unsup_per_epoch else ([], np.zeros(0))
 
     def epoch_examples(rng: random.Random) -> tuple[list[np.ndarray], np.ndarray]:
-        """Every fit review, `crops` crops of each, and the short texts `short_repeat` times."""
+        """Every fit review, `crops` crops of each, the short texts `short_repeat` times, and a sample of the
+        pseudo-labelled reviews."""
         xs, ys = list(train_x), [train_y]
         for _ in range(cfg.crops):
             xs += [random_crop(s, ends, rng, cfg.crop_sentences, cfg.crop_tokens) for s in full_x]
@@ -120,6 +124,10 @@ def train(prepared_dir: Path, run_dir: Path, cfg: TrainConfig) -> dict:
         for _ in range(cfg.short_repeat if len(short_x) else 0):
             xs += short_x
             ys.append(short_y)
+        if cfg.unsup_per_epoch:
+            pick = rng.sample(range(len(unsup_x)), min(cfg.unsup_per_epoch, len(unsup_x)))
+            xs += cut([unsup_x[i] for i in pick])
+            ys.append(unsup_y[pick])
         return xs, np.concatenate(ys)
 
     def short_select_accuracy() -> float | None:
