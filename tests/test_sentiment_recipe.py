@@ -89,19 +89,20 @@ def test_ship_runs_the_whole_recipe_and_resumes(tmp_path, reviews_jsonl):
                     "short_texts": "train", "short_repeat": 1},
         "student": {"hidden": 8, "epochs": 1, "batch_size": 8, "max_tokens": 12, "head_tokens": 4, "crops": 1,
                     "short_texts": "train", "short_repeat": 1, "unsup_per_epoch": 10},
+        "rounds": 1,
         "combine": {"short_texts": "eval"},
     }
     runs, out = tmp_path / "runs", tmp_path / "model"
     first = ship(runs, out, data, recipe, report_seconds=0.1)
-    assert list(first) == ["prepare", "wide", "baseline", "teacher", "teacher_stack", "teacher_export",
-                           "pseudo_label", "train", "combine", "export", "report"]
+    assert list(first) == ["prepare", "wide", "baseline", "round0", "round0_stack", "round0_export",
+                           "pseudo_label1", "round1", "round1_stack", "export", "report"]
     evaluation = json.loads((out / "evaluation.json").read_text())
     assert {"validation", "report", "short_texts", "probes"} <= set(evaluation)
     assert evaluation["short_texts"]["report"]["n"] >= 150
-    metrics = json.loads((runs / "wide_deep" / "metrics.json").read_text())
+    metrics = json.loads((runs / "round1_stack" / "metrics.json").read_text())
     assert set(metrics["results"]) == {"select", "report", "short_select", "short_report"}
     assert len(SentimentPredictor(out).predict(["Not bad at all.", ""])) == 2
     (out / "model.onnx").unlink()
     ship(runs, out, data, recipe, report_seconds=0.1)
     assert (out / "model.onnx").exists()
-    assert json.loads((runs / "ship.json").read_text())["train"] == first["train"], "train ran twice"
+    assert json.loads((runs / "ship.json").read_text())["round1"] == first["round1"], "a round ran twice"

@@ -24,6 +24,14 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
     return float(ece)
 
 
+def ece_of_a_calibrated_model(probs: np.ndarray, draws: int = 500, seed: int = 0) -> float:
+    """The ECE a perfectly calibrated model with these scores would show on this many texts (labels drawn from
+    its own probabilities), on average: the floor that sampling noise alone puts under a measured ECE."""
+    rng = np.random.default_rng(seed)
+    return float(np.mean([expected_calibration_error(probs, (rng.random(len(probs)) < probs).astype(int))
+                          for _ in range(draws)]))
+
+
 def score(probs: np.ndarray, labels: np.ndarray) -> dict:
     p = np.clip(probs.astype(np.float64), 1e-7, 1 - 1e-7)
     return {

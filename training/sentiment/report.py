@@ -17,7 +17,7 @@ import numpy as np
 
 from senpos.sentiment import SentimentPredictor
 from training.sentiment.data import Review, load_reviews, stratified_split
-from training.sentiment.evaluate import probe_accuracy, score
+from training.sentiment.evaluate import ece_of_a_calibrated_model, probe_accuracy, score
 from training.sentiment.short_inputs import load_short_texts
 from training.sentiment.split import group_reviews, grouped_split
 
@@ -62,7 +62,7 @@ def short_text_scores(predictor: SentimentPredictor) -> dict:
         y = np.array([r["label"] for r in sub])
         right = (probs >= 0.5) == y
         conf = np.maximum(probs, 1 - probs)
-        out[part] = {**score(probs, y),
+        out[part] = {**score(probs, y), "ece_of_a_calibrated_model": ece_of_a_calibrated_model(probs),
                      "wrong_above_0.95": [r["text"] for r, ok, c in zip(sub, right, conf, strict=True)
                                           if not ok and c > 0.95]}
         for key in ("phenomenon", "domain"):
@@ -78,7 +78,9 @@ def report(model_dir: Path, seconds: float = 10.0) -> dict:
     result = {}
     for name, part in held_out_parts(model_dir).items():
         seqs = predictor.encode_many([r.text for r in part])
-        result[name] = score(predictor.predict_ids(seqs), np.array([r.label for r in part]))
+        probs = predictor.predict_ids(seqs)
+        result[name] = {**score(probs, np.array([r.label for r in part])),
+                        "ece_of_a_calibrated_model": ece_of_a_calibrated_model(probs)}
     result["short_texts"] = short_text_scores(predictor)
     result["probes"] = probe_accuracy(model_dir)
     rng = np.random.default_rng(0)

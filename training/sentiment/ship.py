@@ -1,7 +1,8 @@
 """The shipped sentiment model's recipe, end to end: `python -m training.sentiment ship`.
 
-prepare -> wide -> baseline -> a teacher (train, combine, export) -> pseudo-label the unlabelled reviews ->
-the student (train, combine) -> export -> report, each step callable alone too (the CLI's other commands and the
+prepare -> wide -> baseline -> round 0, a teacher trained on labelled data (BiLSTM, then stacked with the wide
+branch) -> for each round k: the previous round's stack scores the unlabelled reviews and a new BiLSTM learns from
+them too, stacked in turn -> export -> report, each step callable alone too (the CLI's other commands and the
 modules' own). A step whose output is already in `runs/` is skipped, so an interrupted run resumes at the step it
 was in; the wall-clock time of each step goes to `runs/sentiment/ship.json`.
 """
@@ -11,6 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from senpos.data_root import data_root
@@ -28,10 +31,11 @@ RECIPE = {
     "teacher": {"hidden": 128, "layers": 1, "pooling": "concat", "max_tokens": 400, "head_tokens": 100,
                 "lr": 0.002, "epochs": 4, "patience": 1, "crops": 1, "short_texts": "train", "short_repeat": 2,
                 "threads": 1},
-    # The student: the same, plus 20,000 of the unlabelled reviews each epoch with the teacher's stack's scores.
+    # Each student: the same, plus 20,000 of the unlabelled reviews each epoch with the previous stack's scores.
     "student": {"hidden": 128, "layers": 1, "pooling": "concat", "max_tokens": 400, "head_tokens": 100,
                 "lr": 0.002, "epochs": 4, "patience": 1, "crops": 1, "short_texts": "train", "short_repeat": 2,
                 "unsup_per_epoch": 20000, "threads": 1},
+    "rounds": 2,  # of self-training: round 0 (the teacher) -> round 1 -> round 2, the shipped one
     "combine": {"short_texts": "eval"},
 }
 
@@ -49,28 +53,36 @@ def ship(runs: Path = Path("runs/sentiment"), out: Path = MODEL_DIR, data: Path 
     from training.sentiment.wide import WideConfig, fit_wide
 
     data = data or data_root() / "imdb"
-    prepared, wide, deep, stack = runs / "prepared", runs / "wide", runs / "run", runs / "wide_deep"
-    teacher, teacher_stack, teacher_model = runs / "teacher", runs / "teacher_stack", runs / "teacher_model"
+    prepared, wide, unsup = runs / "prepared", runs / "wide", data / "unsup.jsonl.gz"
     tcfg = TrainConfig(**{**recipe["teacher"], "device": "auto"})
     scfg = TrainConfig(**{**recipe["student"], "device": "auto"})
-    unsup = data / "unsup.jsonl.gz"
-    steps = [
+    steps: list[tuple[str, Path | None, Callable[[], object]]] = [
         ("prepare", prepared / "data.npz", lambda: prepare(PrepareConfig(
             train=str(data / "train.jsonl.gz"), unsup=str(unsup), **recipe["prepare"]), prepared)),
         ("wide", wide / "wide.npz", lambda: fit_wide(prepared, wide, WideConfig(
             max_tokens=tcfg.max_tokens, head_tokens=tcfg.head_tokens, **recipe["wide"]))),
         ("baseline", prepared / "baseline.json", lambda: (prepared / "baseline.json").write_text(
             json.dumps(baseline(prepared), indent=2))),
-        ("teacher", teacher / "metrics.json", lambda: train(prepared, teacher, tcfg)),
-        ("teacher_stack", teacher_stack / "metrics.json", lambda: combine(teacher, wide, prepared, teacher_stack,
-                                                                          **recipe["combine"])),
-        ("teacher_export", teacher_model / "model.onnx", lambda: export(teacher_stack, prepared, teacher_model)),
-        ("pseudo_label", prepared / "unsup.npz", lambda: pseudo_label(teacher_model, prepared, str(unsup))),
-        ("train", deep / "metrics.json", lambda: train(prepared, deep, scfg)),
-        ("combine", stack / "metrics.json", lambda: combine(deep, wide, prepared, stack, **recipe["combine"])),
-        ("export", None, lambda: export(stack, prepared, out)),
-        ("report", None, lambda: report(out, report_seconds)),
     ]
+
+    def stacked(k: int, cfg: TrainConfig) -> None:
+        """Round k: its BiLSTM, then its stack with the wide branch."""
+        deep, stack = runs / f"round{k}", runs / f"round{k}_stack"
+        steps.append((f"round{k}", deep / "metrics.json", lambda: train(prepared, deep, cfg)))
+        steps.append((f"round{k}_stack", stack / "metrics.json",
+                      lambda: combine(deep, wide, prepared, stack, **recipe["combine"])))
+
+    stacked(0, tcfg)  # the first teacher learns from the labelled data only
+    for k in range(1, recipe["rounds"] + 1):  # each student learns from the previous round's stack too
+        teacher, labels = runs / f"round{k - 1}_model", f"unsup_round{k}.npz"
+        steps.append((f"round{k - 1}_export", teacher / "model.onnx",
+                      lambda s=runs / f"round{k - 1}_stack", t=teacher: export(s, prepared, t)))
+        steps.append((f"pseudo_label{k}", prepared / labels,
+                      lambda t=teacher, n=labels: pseudo_label(t, prepared, str(unsup), n)))
+        stacked(k, replace(scfg, pseudo_labels=labels))
+    final = runs / f"round{recipe['rounds']}_stack"
+    steps += [("export", None, lambda: export(final, prepared, out)),
+              ("report", None, lambda: report(out, report_seconds))]
     timings_file = runs / "ship.json"
     timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}
     for name, done, step in steps:

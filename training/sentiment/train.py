@@ -60,6 +60,7 @@ class TrainConfig:
     short_repeat: int = 3  # times each short text is seen per epoch
     threads: int = 0  # torch CPU threads (0 = its default, all cores)
     unsup_per_epoch: int = 0  # unlabelled reviews (a fresh sample each epoch) with a teacher's soft targets
+    pseudo_labels: str = "unsup.npz"  # where pseudo_label.py wrote them, in the prepared directory
 
 
 def collate(seqs: list[np.ndarray], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,7 +113,9 @@ def train(prepared_dir: Path, run_dir: Path, cfg: TrainConfig) -> dict:
     vocab = Vocab.load(prepared_dir / "vocab.json")
     ends = sentence_end_ids(vocab)
     short_x, short_y = encode_short_texts(load_short_texts(cfg.short_texts), vocab) if cfg.short_texts else ([], [])
-    unsup_x, unsup_y = load_pseudo_labelled(prepared_dir) if cfg.unsup_per_epoch else ([], np.zeros(0))
+    unsup_x, unsup_y = ([], np.zeros(0))
+    if cfg.unsup_per_epoch:
+        unsup_x, unsup_y = load_pseudo_labelled(prepared_dir, cfg.pseudo_labels)
 
     def epoch_examples(rng: random.Random) -> tuple[list[np.ndarray], np.ndarray]:
         """Every fit review, `crops` crops of each, the short texts `short_repeat` times, and a sample of the

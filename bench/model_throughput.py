@@ -3,7 +3,7 @@
 process on all cores and one single-threaded process per core), with the models measured in turn, twice,
 so that two models are compared under the same load.
 
-    python -m training.sentiment.throughput OLD_DIR NEW_DIR --seconds 10
+    python -m bench.model_throughput OLD_DIR NEW_DIR --seconds 10
 """
 
 from __future__ import annotations
