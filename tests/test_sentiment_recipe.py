@@ -53,12 +53,12 @@ def test_the_short_text_set_is_split_once_into_balanced_select_and_report_parts(
 def test_length_terms_change_short_inputs_only_as_fitted():
     torch.manual_seed(0)
     model = WideAndDeep(SentimentBiLSTM(ModelConfig(vocab_size=30, embed_dim=4, hidden=3)), WideNgrams(30, 16)).eval()
-    ids, lengths = torch.randint(2, 30, (2, 400)), torch.tensor([4, 400])
+    ids, lengths = torch.randint(2, 30, (3, 400)), torch.tensor([1, 16, 400])
     with torch.no_grad():
         plain = model.logits(ids, lengths)
-        model.combine[5] = 2.0  # c' s: +1 at length 4, +0.1 at length 400
+        model.combine[5] = 2.0  # c' s: +0.5 at length 16, +0.1 at length 400; length 1 counts as 8
         shifted = model.logits(ids, lengths)
-    assert torch.allclose(shifted - plain, torch.tensor([1.0, 0.1]), atol=1e-6)
+    assert torch.allclose(shifted - plain, torch.tensor([2 / 8**0.5, 0.5, 0.1]), atol=1e-6)
 
 
 def test_a_stack_saved_before_the_length_terms_still_loads():

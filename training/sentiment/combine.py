@@ -1,10 +1,10 @@
 """Wide & deep: join a trained BiLSTM (train.py) and a fitted wide branch (wide.py) into one model.
 
-P(positive) = sigmoid((a + a' s) * BiLSTM logit + (b + b' s) * wide logit + c + c' s), s = 1 / sqrt(length).
-The six numbers are a logistic regression fitted on the select reviews (the data both branches chose their
-epoch / C on and neither trained on) and the select part of the short-text set, so they also calibrate the
-output, for whole reviews and for one-line texts alike. The report parts are scored once, here, for every
-variant, and nothing is chosen on them.
+P(positive) = sigmoid((a + a' s) * BiLSTM logit + (b + b' s) * wide logit + c + c' s), s = 1 / sqrt(length)
+(a length under 8 counts as 8). The six numbers are a logistic regression fitted on the select reviews (the data
+both branches chose their epoch / C on and neither trained on) and the select part of the short-text set, so
+they also calibrate the output, for whole reviews and for one-line texts alike. The report parts are scored
+once, here, for every variant, and nothing is chosen on them.
 
     python -m training.sentiment.combine --deep runs/sentiment/run --wide runs/sentiment/wide \
         --run runs/sentiment/wide_deep
@@ -26,7 +26,7 @@ from senpos.text.english import truncate
 from senpos.text.vocab import Vocab
 from training.common import make_batches
 from training.sentiment.evaluate import score
-from training.sentiment.model import ModelConfig, SentimentBiLSTM, WideAndDeep, WideNgrams
+from training.sentiment.model import STACK_MIN_LENGTH, ModelConfig, SentimentBiLSTM, WideAndDeep, WideNgrams
 from training.sentiment.prepare import load_prepared
 from training.sentiment.short_inputs import encode_short_texts, load_short_texts
 from training.sentiment.train import collate
@@ -62,8 +62,9 @@ def _fit_affine(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def length_features(x: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """[deep, wide, deep * s, wide * s, s] with s = 1 / sqrt(length): WideAndDeep.logits' terms, in order."""
-    s = 1 / np.sqrt(lengths)
+    """[deep, wide, deep * s, wide * s, s] with s = 1 / sqrt(max(length, STACK_MIN_LENGTH)): WideAndDeep.logits'
+    terms, in order."""
+    s = 1 / np.sqrt(np.maximum(lengths, STACK_MIN_LENGTH))
     return np.column_stack([x[:, 0], x[:, 1], x[:, 0] * s, x[:, 1] * s, s])
 
 

@@ -101,8 +101,14 @@ class WideNgrams(nn.Module):
         return self.bias + num / torch.sqrt(den + 1e-6)
 
 
+# Inputs shorter than this are stacked as if this long: the length terms are fitted on texts of a few words and
+# more, and a straight line in s carried on to one or two tokens turned the wide branch's sign around.
+STACK_MIN_LENGTH = 8
+
+
 class WideAndDeep(nn.Module):
-    """P(positive) = sigmoid((a + a' s) * BiLSTM logit + (b + b' s) * wide logit + c + c' s), s = 1 / sqrt(length).
+    """P(positive) = sigmoid((a + a' s) * BiLSTM logit + (b + b' s) * wide logit + c + c' s),
+    s = 1 / sqrt(max(length, STACK_MIN_LENGTH)).
 
     The six numbers are fitted on held-out data (combine.py); the terms in s let a short input weigh and
     calibrate the two branches differently from a whole review. With a' = b' = c' = 0 this is the plain stack.
@@ -122,7 +128,7 @@ class WideAndDeep(nn.Module):
 
     def logits(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         a, b, c, a_s, b_s, c_s = self.combine.unbind()
-        s = torch.rsqrt(lengths.to(torch.float32))
+        s = torch.rsqrt(lengths.clamp(min=STACK_MIN_LENGTH).to(torch.float32))
         return (a + a_s * s) * self.deep.logits(ids, lengths) + (b + b_s * s) * self.wide(ids, lengths) + c + c_s * s
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
