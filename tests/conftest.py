@@ -92,3 +92,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.server)
         if module in SLOW_MODULES or getattr(item, "originalname", item.name) in SLOW_TESTS:
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture
+def no_client_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SDK's environment defaults unset, so a test sees only what it passes."""
+    monkeypatch.delenv("SENPOS_URL", raising=False)
+    monkeypatch.delenv("SENPOS_API_KEY", raising=False)

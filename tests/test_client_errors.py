@@ -61,10 +61,7 @@ def server():
         yield lb
 
 
-@pytest.fixture(autouse=True)
-def no_env(monkeypatch):
-    monkeypatch.delenv("SENPOS_URL", raising=False)
-    monkeypatch.delenv("SENPOS_API_KEY", raising=False)
+pytestmark = pytest.mark.usefixtures("no_client_env")
 
 
 def test_a_missing_or_wrong_key_is_an_authentication_error_that_never_shows_the_key(server):

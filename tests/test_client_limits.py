@@ -51,10 +51,7 @@ def server():
         yield lb
 
 
-@pytest.fixture(autouse=True)
-def no_env(monkeypatch):
-    monkeypatch.delenv("SENPOS_URL", raising=False)
-    monkeypatch.delenv("SENPOS_API_KEY", raising=False)
+pytestmark = pytest.mark.usefixtures("no_client_env")
 
 
 def sizes(server) -> list[tuple[int, int]]:
