@@ -73,11 +73,14 @@ def test_every_size_limit_is_a_413_naming_its_setting(client, path, body, settin
 
 
 def test_client_mistakes_leave_no_traceback_and_no_request_text_in_the_log(base, client):
+    answered = server_log(base).read_text(errors="replace").count("status=")  # by the tests before this one
     for path, body, *_ in BAD + TOO_LARGE:
         post(client, path, body)
     assert client.post("/sentiment", json={"texts": ["still fine"]}).status_code == 200
-    time.sleep(1)  # the log is written by the worker
-    log = server_log(base).read_text(errors="replace")
+    deadline = time.monotonic() + 30  # the workers write the log: wait until every answer above is in it
+    while (log := server_log(base).read_text(errors="replace")).count("status=") < answered + len(BAD + TOO_LARGE) + 1:
+        assert time.monotonic() < deadline, "the access log missed answers"
+        time.sleep(0.1)
     assert "Traceback" not in log and "[ERROR]" not in log
     assert MARKER not in log and "input_value" not in log
     assert "status=400" in log and "status=413" in log  # the access log saw them, without their text
