@@ -92,7 +92,7 @@ def test_a_request_over_the_character_limit_is_413_naming_it(server):
     assert r.status_code == 413 and "200000" in r.json()["error"]
 
 
-def test_small_requests_are_not_held_up_while_two_maximal_requests_run(server):
+def test_small_requests_are_not_held_up_while_maximal_requests_run(server):
     """Each small request waits for a share of the model, never for the maximal requests to finish: every small
     request sent while they run is answered while they still run (but the one their end may overtake). Read from
     the order of events, not from a clock, so a slow machine changes nothing; a queue served first come, first
@@ -102,8 +102,8 @@ def test_small_requests_are_not_held_up_while_two_maximal_requests_run(server):
 
     async def go():
         async with httpx.AsyncClient(base_url=base, timeout=60) as c:
-            heavy = [asyncio.ensure_future(c.post("/pos-tag", json={"texts": [big]})) for _ in range(2)]
-            await asyncio.sleep(0.2)  # both are being tokenised or queued
+            heavy = [asyncio.ensure_future(c.post("/pos-tag", json={"texts": [big]})) for _ in range(4)]
+            await asyncio.sleep(0.1)  # being tokenised or queued
             small = []
             for path, body in [("/sentiment", {"texts": ["Fine."]}), ("/pos-tag", {"texts": ["我们热爱和平。"]})] * 3:
                 sent_while_running = not all(h.done() for h in heavy)
@@ -112,7 +112,8 @@ def test_small_requests_are_not_held_up_while_two_maximal_requests_run(server):
             return [(await h).status_code for h in heavy], small
 
     heavy, small = asyncio.run(go())
-    assert heavy == [200, 200] and all(status == 200 for status, *_ in small)
+    assert set(heavy) <= {200, 503} and 200 in heavy, heavy  # the door may turn the last ones away on a slow machine
+    assert all(status == 200 for status, *_ in small)
     during = [answered_while_running for _, sent_while_running, answered_while_running in small if sent_while_running]
     assert len(during) >= 2, "the maximal requests were over before the small ones were sent"
     assert all(during[:-1]), small
