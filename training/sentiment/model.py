@@ -37,10 +37,11 @@ class SentimentBiLSTM(nn.Module):
         features = 2 * cfg.hidden * (3 if cfg.pooling == "concat" else 1)
         self.head = nn.Linear(features, 1)
 
-    def logits(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def logits(self, ids: torch.Tensor, lengths: torch.Tensor, embedded: torch.Tensor | None = None) -> torch.Tensor:
+        """`embedded` replaces `self.embedding(ids)` (adversarial training perturbs it)."""
         max_len = ids.size(1)
         rev = reverse_index(lengths, max_len)
-        x = self.dropout(self.embedding(ids))
+        x = self.dropout(self.embedding(ids) if embedded is None else embedded)
         for i, layer in enumerate(self.layers):
             out_f, out_b = layer(x, rev)
             x = torch.cat([out_f, out_b], dim=-1)

@@ -61,6 +61,7 @@ class TrainConfig:
     threads: int = 0  # torch CPU threads (0 = its default, all cores)
     unsup_per_epoch: int = 0  # unlabelled reviews (a fresh sample each epoch) with a teacher's soft targets
     pseudo_labels: str = "unsup.npz"  # where pseudo_label.py wrote them, in the prepared directory
+    adversarial: float = 0.0  # 0 = off; else each batch also learns from adversarial_embeddings(..., epsilon)
 
 
 def collate(seqs: list[np.ndarray], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,6 +70,14 @@ def collate(seqs: list[np.ndarray], device: torch.device) -> tuple[torch.Tensor,
     for i, s in enumerate(seqs):
         ids[i, : len(s)] = torch.from_numpy(s.astype(np.int64)) if len(s) else 1  # empty -> one <unk>
     return ids.to(device), lengths.to(device)
+
+
+def adversarial_embeddings(embedded: torch.Tensor, grad: torch.Tensor, epsilon: float,
+                           word_norm: float) -> torch.Tensor:
+    """Each text's embeddings moved by `epsilon` typical word vectors' length along its loss gradient
+    (Miyato et al. 2016, without their embedding normalisation: the step is in units of a word vector)."""
+    norm = grad.flatten(1).norm(dim=1).clamp(min=1e-12).view(-1, 1, 1)
+    return embedded + (epsilon * word_norm) * grad / norm
 
 
 @torch.no_grad()
@@ -146,6 +155,7 @@ def train(prepared_dir: Path, run_dir: Path, cfg: TrainConfig) -> dict:
 
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loss_fn = nn.BCEWithLogitsLoss()
+    word_norm = float(emb.norm(dim=1).mean())
     rng = random.Random(cfg.seed)
     history = []
     selection = Selection(run_dir / "checkpoint.pt", cfg.patience, budget_s=cfg.time_budget_s)
@@ -159,7 +169,14 @@ def train(prepared_dir: Path, run_dir: Path, cfg: TrainConfig) -> dict:
         for batch in tqdm(batches, desc=f"epoch {epoch}", leave=False, mininterval=5):
             ids, lengths = collate([epoch_x[i] for i in batch], device)
             target = torch.tensor(epoch_y[batch], dtype=torch.float32, device=device)
-            loss = loss_fn(model.logits(ids, lengths), target)
+            if cfg.adversarial:
+                embedded = model.embedding(ids)
+                loss = loss_fn(model.logits(ids, lengths, embedded), target)
+                grad, = torch.autograd.grad(loss, embedded, retain_graph=True)
+                moved = adversarial_embeddings(embedded, grad.detach(), cfg.adversarial, word_norm)
+                loss = loss + loss_fn(model.logits(ids, lengths, moved), target)
+            else:
+                loss = loss_fn(model.logits(ids, lengths), target)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
