@@ -194,4 +194,6 @@ def process_tree(pid: int) -> list[psutil.Process]:
 
 def api_workers(pid: int) -> list[psutil.Process]:
     """The API (Senpos) worker processes of the server whose `bentoml serve` is `pid`."""
-    return [p for p in process_tree(pid) if "_bentoml_impl.worker.service" in " ".join(if_alive(p.cmdline, []))]
+    from service.bentoml_seam import is_service_worker
+
+    return [p for p in process_tree(pid) if is_service_worker(if_alive(p.cmdline, []))]

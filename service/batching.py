@@ -1,4 +1,4 @@
-"""Work-conserving adaptive batching with cost-aware admission and fair, cancellable units of work.
+"""Work-conserving adaptive batching with fair, cancellable units of work.
 
 A request is cut into units (service/units.py) of bounded cost. Whenever the model is free, the batcher takes
 queued units round-robin over the requests that queued them (a large request cannot starve a small one), up to
@@ -6,15 +6,9 @@ queued units round-robin over the requests that queued them (a large request can
 long), and runs them in one call on a model thread. The batch size adapts to the load: one
 item when idle (no wait), large batches under load (more throughput per CPU second).
 
-Admission is priced in model seconds, from what is queued and running now: each unit carries its cost from the
-model's measured cost model (senpos/runtime.py BatchCost), priced at the width the queue will batch it at, and a
-request let in but not yet queued holds a reservation estimated from its body size. Served round-robin, a new
-request of cost c finishes after about c of every other request's work (all of it, when less): the work ahead
-of it is the sum over queued requests of min(their cost, c). It is refused (503) when that would take longer
-than `max_queue_s` (or than its own work, for a larger request), so small requests still get in while maximal
-ones are served. The measured time of each
-call against the cost model's prediction for that very call corrects for a slower machine (a busy core).
-A unit whose request has gone away (timeout, disconnect) is dropped when its turn comes, never run.
+The batcher is its own door (service/admission.py): the measured time of each call against the cost model's
+prediction for that very call corrects the admission's prices for a slower machine (a busy core). A unit whose
+request has gone away (timeout, disconnect) is dropped when its turn comes, never run.
 """
 
 from __future__ import annotations
@@ -23,121 +17,25 @@ import asyncio
 import itertools
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
+
+from service.admission import Admission, shared_ahead
+from service.units import Unit
 
 _DECAY = 0.9
 
 
 @dataclass
-class Unit:
-    """Items for one model call's worth of work, at most; `cost_s` is their model time inside a full batch."""
-
-    items: Sequence[Any]
-    cost_s: float
-
-
-@dataclass
-class _Job:
+class Job:
     unit: Unit
     request: object
     future: asyncio.Future
     enqueued: float = field(default_factory=time.perf_counter)
     taken: bool = False  # handed to the model
     dropped: bool = False  # left the queue unrun
-
-
-@dataclass(eq=False)
-class Reservation:
-    """Model seconds a request admitted at the door will add to the queue; released once its units queue."""
-
-    cost_s: float
-    admission: Admission | None = None
-
-    def release(self) -> None:
-        if self.admission is not None:
-            self.admission.reservations.discard(self)
-            self.admission = None
-
-
-# The reservation of the request being handled: set at the door (ShedLoadMiddleware), released by `run`.
-RESERVATION: ContextVar[Reservation | None] = ContextVar("senpos_reservation", default=None)
-
-
-AHEAD_GRID_S = (0.001, 0.01, 0.1, 1.0, 10.0)  # request costs at which a remote queue reports `shared_ahead`
-
-
-def shared_ahead(costs, cost_s: float) -> float:
-    """Round-robin: the work done for others before a request of `cost_s` finishes, with `costs` queued."""
-    return sum(min(c, cost_s) for c in costs)
-
-
-class Admission:
-    """The door to a model's queue: refuse a request when the work ahead of it would take over `max_queue_s`."""
-
-    slowdown: float = 1.0  # measured seconds per second the cost model predicts
-    concurrency: int = 1  # model calls at once
-
-    def __init__(self, max_queue_s: float, on_shed: Callable[[], None] | None = None):
-        self.max_queue_s, self.on_shed = max_queue_s, on_shed
-        self.reservations: set[Reservation] = set()  # requests let in whose units have not queued yet
-
-    def expected_wait_s(self, cost_s: float) -> float:
-        """Seconds of others' work a request of `cost_s` model seconds would wait for."""
-        raise NotImplementedError
-
-    def seconds(self, model_s: float) -> float:
-        """Wall seconds for `model_s` of the cost model's seconds: at the measured speed, over the model threads."""
-        return model_s * self.slowdown / self.concurrency
-
-    def refusal(self, cost_s: float) -> str | None:
-        """Why a request of `cost_s` arriving now is refused (and counted), or None when it is welcome: when the
-        others' work it would wait for is over the budget, or over its own work if that is longer (a large
-        request may take up to twice its own time, so two maximal requests can run side by side)."""
-        wait = self.expected_wait_s(cost_s)
-        if wait <= max(self.max_queue_s, self.seconds(cost_s)):
-            return None
-        if self.on_shed:
-            self.on_shed()
-        return (f"overloaded: about {wait:.1f} s of model work is queued ahead of this request "
-                f"(budget {self.max_queue_s:.1f} s, SENPOS_MAX_QUEUE_MS); retry later")
-
-    @contextmanager
-    def admit(self, cost_s: float) -> Iterator[str | None]:
-        """`with door.admit(cost) as refusal:` refuses now, or reserves `cost` model seconds for the request
-        until its units queue (`release_reservation`) or it ends."""
-        refusal = self.refusal(cost_s)
-        if refusal:
-            yield refusal
-            return
-        reservation = Reservation(cost_s, self)
-        self.reservations.add(reservation)
-        token = RESERVATION.set(reservation)
-        try:
-            yield None
-        finally:
-            reservation.release()
-            RESERVATION.reset(token)
-
-
-def ahead_at(grid_values: Sequence[float], cost_s: float) -> float:
-    """`shared_ahead` for `cost_s`, from its values at AHEAD_GRID_S (piecewise linear in between)."""
-    if cost_s <= AHEAD_GRID_S[0]:
-        return grid_values[0] * cost_s / AHEAD_GRID_S[0]
-    for (c0, v0), (c1, v1) in itertools.pairwise(zip(AHEAD_GRID_S, grid_values, strict=True)):
-        if cost_s <= c1:
-            return v0 + (v1 - v0) * (cost_s - c0) / (c1 - c0)
-    return grid_values[-1]
-
-
-def release_reservation() -> None:
-    """The current request's units are about to queue: its door reservation ends."""
-    if reservation := RESERVATION.get():
-        reservation.release()
 
 
 class Batcher(Admission):
@@ -156,7 +54,7 @@ class Batcher(Admission):
         self.concurrency, self.costed = concurrency, costed
         self.on_batch = on_batch  # (items, seconds queued by the oldest unit, seconds running) -> None
         self.on_drop = on_drop  # (units) -> None: units dropped because nobody waits for them
-        self.queues: OrderedDict[object, deque[_Job]] = OrderedDict()  # request -> its units, served round-robin
+        self.queues: OrderedDict[object, deque[Job]] = OrderedDict()  # request -> its units, served round-robin
         self.request_s: dict[object, float] = {}  # request -> model seconds of its units still queued
         self.queued_s = self.running_s = 0.0  # model seconds at full-batch prices
         self.queued_units = 0
@@ -175,27 +73,25 @@ class Batcher(Admission):
 
     def expected_wait_s(self, cost_s: float) -> float:
         """Seconds of others' work a request of `cost_s` model seconds would wait for: what is running, and its
-        round-robin share of what is queued and reserved, over the model threads, at the measured speed."""
+        round-robin share of what is queued and ticketed, over the model threads, at the measured speed."""
         ahead = self.running_s + shared_ahead(self.request_s.values(), cost_s)
-        ahead += shared_ahead((r.cost_s for r in self.reservations), cost_s)
-        return self.seconds(ahead)
+        return self.seconds(ahead + self.ticketed_s(cost_s))
 
     async def run(self, units: Sequence[Unit], request: object = None) -> list[list]:
         """Each unit's results, in order. Cancelling the caller drops its units still queued."""
-        release_reservation()
         jobs = self.submit(units, next(self._ids) if request is None else request)
         try:
             return list(await asyncio.gather(*(j.future for j in jobs)))
         finally:
             self.drop(jobs)
 
-    def submit(self, units: Sequence[Unit], request: object) -> list[_Job]:
+    def submit(self, units: Sequence[Unit], request: object) -> list[Job]:
         """Queue units behind `request`'s earlier ones; each job's future gets its unit's results."""
         if self._consumer is None:
             self._wake = asyncio.Event()
             self._consumer = asyncio.get_running_loop().create_task(self._consume())
         loop = asyncio.get_running_loop()
-        jobs = [_Job(u, request, loop.create_future()) for u in units]
+        jobs = [Job(u, request, loop.create_future()) for u in units]
         self.queues.setdefault(request, deque()).extend(jobs)
         cost = sum(u.cost_s for u in units)
         self.request_s[request] = self.request_s.get(request, 0.0) + cost
@@ -204,7 +100,7 @@ class Batcher(Admission):
         self._wake.set()
         return jobs
 
-    def drop(self, jobs: Sequence[_Job]) -> int:
+    def drop(self, jobs: Sequence[Job]) -> int:
         """Cancel jobs nobody waits for: those still queued are never run (returns how many)."""
         dropped = sum(self._forget(job) for job in jobs)
         for job in jobs:
@@ -213,7 +109,7 @@ class Batcher(Admission):
             self.on_drop(dropped)
         return dropped
 
-    def _forget(self, job: _Job) -> bool:
+    def _forget(self, job: Job) -> bool:
         """Take a queued job out of the queue's accounting, once."""
         if job.taken or job.dropped:
             return False
@@ -221,17 +117,17 @@ class Batcher(Admission):
         self._unqueue(job)
         return True
 
-    def _unqueue(self, job: _Job) -> None:
+    def _unqueue(self, job: Job) -> None:
         self.queued_s -= job.unit.cost_s
         self.queued_units -= 1
         left = self.request_s.pop(job.request, 0.0) - job.unit.cost_s
         if left > 1e-12:
             self.request_s[job.request] = left
 
-    def _take(self) -> list[_Job]:
+    def _take(self) -> list[Job]:
         """Whole units, one per request in turn, up to `max_batch_items` items and a quarter of the queue budget
         in model time (a larger unit goes alone)."""
-        jobs: list[_Job] = []
+        jobs: list[Job] = []
         n, cost = 0, 0.0
         while self.queues:
             request, queue = next(iter(self.queues.items()))
@@ -265,7 +161,7 @@ class Batcher(Admission):
                 continue
             asyncio.get_running_loop().create_task(self._run(jobs)).add_done_callback(lambda _: free.release())
 
-    async def _run(self, jobs: list[_Job]) -> None:
+    async def _run(self, jobs: list[Job]) -> None:
         items = [x for job in jobs for x in job.unit.items]
         cost = sum(job.unit.cost_s for job in jobs)
         self.running_s += cost

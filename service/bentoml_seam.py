@@ -11,11 +11,14 @@
   parts BentoML's spec classes cannot hold, such as security schemes, are served but not kept in a built Bento).
 - `on_invalid_input`: a body that fails validation is answered by senpos, not logged by BentoML at ERROR with a
   traceback that quotes the input (`ServiceAppFactory.api_endpoint` is wrapped).
+- `serve_socket_dir`, `is_service_worker`: where `bentoml serve` keeps its sockets, and which of its processes
+  are service workers, read from what BentoML puts in the environment and on command lines.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -125,6 +128,19 @@ def on_invalid_input(service: bentoml.Service, answer: Callable[[ValidationError
 def middleware_classes(app) -> list[type]:
     """The classes of the middleware BentoML will build for an app from `service.to_asgi()`, outermost first."""
     return [m.cls for m in app.user_middleware]
+
+
+def serve_socket_dir() -> str | None:
+    """The directory `bentoml serve` keeps its Unix sockets in (removed when it stops), from the runner map it
+    hands its workers; None outside a server."""
+    uris = json.loads(os.environ.get("BENTOML_RUNNER_MAP") or "{}")
+    socket = next((u[len("unix://") :] for u in uris.values() if u.startswith("unix://")), None)
+    return os.path.dirname(socket) if socket else None
+
+
+def is_service_worker(cmdline: list[str]) -> bool:
+    """Whether a process, by its command line, is a service worker of `bentoml serve`."""
+    return "_bentoml_impl.worker.service" in " ".join(cmdline)
 
 
 def plain_json_outputs(service: bentoml.Service) -> None:

@@ -11,6 +11,10 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from starlette.requests import Request
+
+from service.admission import Door, Ticket
+
 Scope = dict[str, Any]
 
 
@@ -33,23 +37,32 @@ async def _reply(send, status: int, message: str, headers: list[tuple[bytes, byt
 class ShedLoadMiddleware:
     """Refuse a request for a model whose queue is over its budget at once: 503 with Retry-After and a JSON
     body saying why, before the body is read or validated, so a refusal under overload costs little CPU and
-    comes back fast instead of queueing. `doors` maps a route to `admit(content_length)`, a context manager that
-    yields the refusal or None and holds the request's reservation while it is let in (service/batching.py).
+    comes back fast instead of queueing. `doors()` maps a route to its door (service/admission.py); the ticket
+    of a request let in goes with it to its handler (`ticket_of`), and is given back when it ends at the latest.
     """
 
-    def __init__(self, app, doors: Mapping[str, Callable[[int], Any]], retry_after_s: int = 1):
+    def __init__(self, app, doors: Callable[[], Mapping[str, Door]], retry_after_s: int = 1):
         self.app, self.doors = app, doors
         self.retry_after = str(retry_after_s).encode()
 
     async def __call__(self, scope: Scope, receive, send) -> None:
-        admit = self.doors.get(scope.get("path", "")) if scope["type"] == "http" else None
-        if admit is None:
+        door = self.doors().get(scope.get("path", "")) if scope["type"] == "http" else None
+        if door is None:
             return await self.app(scope, receive, send)
         length = dict(scope.get("headers") or []).get(b"content-length", b"0")
-        with admit(int(length) if length.isdigit() else 0) as refusal:
-            if refusal:
-                return await _reply(send, 503, refusal, [(b"retry-after", self.retry_after)])
+        with door.admit(int(length) if length.isdigit() else 0) as ticket:
+            if ticket.refusal:
+                return await _reply(send, 503, ticket.refusal, [(b"retry-after", self.retry_after)])
+            scope.setdefault("state", {})[_TICKET] = ticket
             await self.app(scope, receive, send)
+
+
+_TICKET = "senpos_ticket"
+
+
+def ticket_of(request: Request) -> Ticket:
+    """The ticket ShedLoadMiddleware let `request` in with (an empty one if it came another way)."""
+    return request.scope.get("state", {}).get(_TICKET) or Ticket(0.0)
 
 
 class TimeoutMiddleware:

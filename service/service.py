@@ -9,12 +9,9 @@ docs/design.md says why each piece is built the way it is.
 
 from __future__ import annotations
 
-import asyncio
-import gc
 import logging
-import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, cast
+from collections.abc import Sequence
+from typing import cast
 
 import bentoml
 from starlette.middleware.gzip import GZipMiddleware
@@ -23,11 +20,8 @@ from starlette.responses import Response
 
 import senpos
 from senpos.identity import model_identity
-from senpos.pos import PosTagger
-from senpos.runtime import ModelLoadError
-from senpos.sentiment import SentimentPredictor
 from service.access import AccessMiddleware
-from service.batching import Batcher
+from service.admission import Door
 from service.bentoml_seam import (
     add_route,
     describe_openapi,
@@ -37,44 +31,29 @@ from service.bentoml_seam import (
     serve_docs,
 )
 from service.errors import KnownRoutes, invalid_input
+from service.memory import freeze_long_lived_objects
+from service.metrics import MODEL_INFO
 from service.middleware import (
     BodyLimitMiddleware,
     JsonOnlyMiddleware,
     RebalanceMiddleware,
     RetryAfterMiddleware,
     ShedLoadMiddleware,
+    ticket_of,
 )
-from service.model_client import ModelClient
-from service.model_server import ModelServer
 from service.model_store import declared_models
+from service.models import check_models, load_models, model_queues, open_models, warm_up
 from service.openapi import describe
 from service.page import page_app
-from service.pipeline import Pipeline, Queue
+from service.pipeline import Pipeline
 from service.schemas import PosItems, PosResult, SentimentResult, Texts, json_response
 from service.settings import SETTINGS
-from service.units import BYTES_PER_STEP, Pricing
+from service.split.server import ModelServer
 
 log = logging.getLogger("senpos")
 # BentoML sets only its own loggers to INFO: without this, which provider runs each model would never be logged.
 log.setLevel(logging.INFO)
 LAYOUT = SETTINGS.resolved_layout()
-DOORS: dict[str, Callable] = {}  # route -> admit(content_length), in this worker (read by ShedLoadMiddleware)
-BATCH_SIZE = bentoml.metrics.Histogram(
-    name="senpos_batch_size", documentation="Items per model call (adaptive batching)", labelnames=["endpoint"],
-    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
-QUEUE_WAIT = bentoml.metrics.Histogram(
-    name="senpos_queue_wait_seconds", documentation="Time the oldest unit of a batch waited for the model",
-    labelnames=["endpoint"], buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
-SHED = bentoml.metrics.Counter(
-    name="senpos_shed_requests", documentation="Requests refused with 503 because the queue was full",
-    labelnames=["endpoint"])
-DROPPED = bentoml.metrics.Counter(
-    name="senpos_dropped_units", documentation="Units of work dropped unrun: their request timed out or its "
-    "client went away", labelnames=["endpoint"])
-MODEL_INFO = bentoml.metrics.Gauge(
-    name="senpos_model_info", documentation="The models this worker serves (always 1; the labels say which)",
-    labelnames=["model", "name", "version", "sha256", "provider"])
-ENDPOINTS = {"sentiment": "sentiment", "pos": "pos_tag"}  # model -> the endpoint label its metrics carry
 LIMITS = SETTINGS.max_request_chars  # model -> characters per request
 
 
@@ -90,86 +69,23 @@ class QuietRefusals(logging.Filter):
 logging.getLogger("bentoml.access").addFilter(QuietRefusals())
 
 
-def load_models(provider: str = SETTINGS.provider, threads: int = SETTINGS.model_threads):
-    return (SentimentPredictor(SETTINGS.sentiment_model, threads=threads, provider=provider,
-                               max_batch=SETTINGS.max_batch_size),
-            PosTagger(SETTINGS.pos_model, threads=threads, provider=provider, max_batch=SETTINGS.max_batch_size))
-
-
-def check_models() -> None:
-    """Load both models once in the `bentoml serve` process, before any worker starts, so a missing or corrupt
-    file or a mismatched vocabulary stops the server at start, naming the file (a failing worker would
-    otherwise be restarted forever). On the CPU unless the GPU is required: then a CUDA that cannot start stops
-    the server here too."""
-    try:
-        load_models(provider="cuda" if SETTINGS.provider == "cuda" else "cpu", threads=1)
-    except ModelLoadError as e:
-        raise SystemExit(f"senpos cannot start: {e}") from None
-
-
 if bentoml.server_context.worker_index is None:  # the serving process itself, not one of its workers
     check_models()
-
-
-def model_queues(english: SentimentPredictor, chinese: PosTagger) -> tuple[dict[str, Batcher], dict[str, Pricing]]:
-    """One batching queue per model, running these predictors' model calls."""
-
-    def batcher(model: str, fn: Callable[[list], tuple[Any, float]]) -> Batcher:
-        endpoint = ENDPOINTS[model]
-
-        def record(items: int, waited_s: float, _running_s: float) -> None:
-            BATCH_SIZE.labels(endpoint=endpoint).observe(items)
-            QUEUE_WAIT.labels(endpoint=endpoint).observe(waited_s)
-
-        return Batcher(fn, SETTINGS.max_batch_size, SETTINGS.max_queue_ms / 1000, SETTINGS.model_calls,
-                       costed=True, on_batch=record, on_shed=SHED.labels(endpoint=endpoint).inc,
-                       on_drop=DROPPED.labels(endpoint=endpoint).inc)
-
-    queues = {"sentiment": batcher("sentiment", english.predict_ids_costed),
-              "pos": batcher("pos", chinese.scores_pieces_costed)}
-    pricing = {m: Pricing(p.cost, min(SETTINGS.max_batch_size, p.cost.max_rows), BYTES_PER_STEP[m])
-               for m, p in (("sentiment", english), ("pos", chinese))}
-    return queues, pricing
-
-
-def warm_up(english: SentimentPredictor, chinese: PosTagger) -> None:
-    english.predict(["warm-up review"] * 4)
-    chinese.tag(["预热句子。", ["预热"]])
-
-
-def freeze_long_lived_objects() -> None:
-    """The vocabularies and jieba's dictionary are ~230k long-lived objects that every full garbage collection
-    would walk with the GIL held; frozen, they are never walked again."""
-    gc.freeze()
-    gc.callbacks.append(_report_slow_collections)
-
-
-_gc_started = 0.0
-
-
-def _report_slow_collections(phase: str, info: dict) -> None:
-    """Log a full garbage collection that stalled this process for over 50 ms: a latency spike no request explains."""
-    global _gc_started
-    if phase == "start":
-        _gc_started = time.perf_counter()
-    elif info["generation"] == 2 and (paused := time.perf_counter() - _gc_started) > 0.05:
-        log.warning("a full garbage collection stalled this worker for %.0f ms (%d objects collected)",
-                    paused * 1000, info["collected"])
 
 
 @bentoml.service(workers=1, traffic={"timeout": SETTINGS.timeout_s})
 class SenposModels:
     """The `split` layout's model process: both models and their batching queues, fed by every API worker over
-    SENPOS_MODEL_ADDRESS (service/model_server.py)."""
+    SENPOS_MODEL_ADDRESS (service/split/)."""
 
     stored_sentiment, stored_pos = declared_models(SETTINGS.store_tags)  # the store's models: a Bento carries them
 
     def __init__(self) -> None:
-        english, chinese = load_models()
-        log.info("model process: sentiment on %s, pos on %s", english.provider, chinese.provider)
-        warm_up(english, chinese)
-        self.batchers, pricing = model_queues(english, chinese)
-        self.server = ModelServer(self.batchers, pricing, {"sentiment": english.provider, "pos": chinese.provider})
+        sentiment, pos = load_models()
+        log.info("model process: sentiment on %s, pos on %s", sentiment.provider, pos.provider)
+        warm_up(sentiment, pos)
+        self.batchers, pricing = model_queues(sentiment, pos)
+        self.server = ModelServer(self.batchers, pricing, {"sentiment": sentiment.provider, "pos": pos.provider})
         freeze_long_lived_objects()
 
     @bentoml.on_startup
@@ -193,94 +109,66 @@ class Senpos:
 
     stored_sentiment, stored_pos = declared_models(SETTINGS.store_tags)  # the store's models: a Bento carries them
     if LAYOUT == "split" and not SETTINGS.model_address:
-        models = bentoml.depends(SenposModels)  # started beside the API workers by `bentoml serve`
+        model_process = bentoml.depends(SenposModels)  # started beside the API workers by `bentoml serve`
 
     def __init__(self) -> None:
-        self.client: ModelClient | None
-        queues: Mapping[str, Queue]
-        if LAYOUT == "split":  # the models' sessions run in the model process; here only for tokenising
-            english, chinese = load_models(provider="cpu", threads=1)
-            english.encode_many(["warm-up review"])  # spaCy's tokenizer loads on first use
-            chinese.pieces(chinese.encode(chinese.segment("预热句子。")[0]))
-            self.client = client = ModelClient(SETTINGS.resolved_model_address(), SETTINGS.max_queue_ms / 1000,
-                                               {m: SHED.labels(endpoint=e).inc for m, e in ENDPOINTS.items()})
-            queues, pricing = client.queues, lambda m: client.pricing[m]
-            self.providers = lambda: client.providers
-        else:
-            english, chinese = load_models()
-            log.info("models loaded: sentiment on %s, pos on %s", english.provider, chinese.provider)
-            warm_up(english, chinese)
-            self.client = None
-            queues, prices = model_queues(english, chinese)
-            pricing = prices.__getitem__
-            self.providers = lambda: {"sentiment": english.provider, "pos": chinese.provider}
-        self.pipeline = Pipeline(english, chinese, queues, pricing)
-        self.model_dirs = {"sentiment": english.model_dir, "pos": chinese.model_dir}
-        DOORS["/sentiment"] = door(queues["sentiment"], lambda: pricing("sentiment"), LIMITS["sentiment"])
-        DOORS["/pos-tag"] = door(queues["pos"], lambda: pricing("pos"), LIMITS["pos"])
+        self.models = models = open_models(LAYOUT)
+        self.pipeline = Pipeline(models)
+        self.model_dirs = {"sentiment": models.sentiment.model_dir, "pos": models.pos.model_dir}
+        self.doors = {"/sentiment": Door(models.queues["sentiment"], lambda: models.pricing("sentiment"),
+                                         LIMITS["sentiment"]),
+                      "/pos-tag": Door(models.queues["pos"], lambda: models.pricing("pos"), LIMITS["pos"])}
         freeze_long_lived_objects()
 
     @bentoml.on_startup
-    async def connect(self) -> None:
-        """Split layout: reach the model process (it may still be loading) before saying ready."""
-        deadline = time.monotonic() + 300
-        while self.client is not None and not self.client.connected:
-            try:
-                await self.client.connect()
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.2)
+    async def start(self) -> None:
+        await self.models.start()
         for model, info in self.info()["models"].items():
             MODEL_INFO.labels(model=model, **{k: info[k] for k in ("name", "version", "sha256", "provider")}).set(1)
 
     def info(self) -> dict:
         """What GET /info says: this version, and each model's identity, headline metrics and provider."""
-        providers = self.providers()
+        providers = self.models.providers()
         return {"version": senpos.__version__,
                 "models": {m: {**model_identity(m, d), "provider": providers.get(m, "unknown")}
                            for m, d in self.model_dirs.items()}}
 
     async def __is_ready__(self) -> bool:
-        """Split layout: ready while the model process can be reached (a probe reconnects a worker that lost it)."""
-        if self.client is None:
-            return True
-        try:
-            await self.client.connect(timeout_s=2)
-        except Exception:
-            return False
-        return True
+        """Split layout: ready while the model process can be reached."""
+        return await self.models.ready()
 
     @bentoml.api(route="/sentiment")
-    async def sentiment(self, texts: Texts) -> list[SentimentResult]:
+    async def sentiment(self, texts: Texts, ctx: bentoml.Context) -> list[SentimentResult]:
         """P(positive) for each English text, in order: `{"label": "positive"|"negative", "score": p}`."""
         # The annotation is the OpenAPI schema's; the answer is a ready Response (its JSON, or a 413).
-        return too_large(texts, "sentiment") or json_response(await self.pipeline.sentiment(texts))  # type: ignore[return-value]
+        return (too_large(texts, "sentiment", ctx)  # type: ignore[return-value]
+                or json_response(await self.pipeline.sentiment(texts, ticket_of(ctx.request))))
 
     @bentoml.api(route="/pos-tag")
-    async def pos_tag(self, texts: PosItems) -> list[PosResult]:
+    async def pos_tag(self, texts: PosItems, ctx: bentoml.Context) -> list[PosResult]:
         """Words, PFR tags, Universal POS tags and [start, end) offsets for each item, in order."""
-        return too_large(texts, "pos") or json_response(await self.pipeline.pos_tag(texts))  # type: ignore[return-value]
+        return (too_large(texts, "pos", ctx)  # type: ignore[return-value]
+                or json_response(await self.pipeline.pos_tag(texts, ticket_of(ctx.request))))
 
 
-def door(queue, price: Callable[[], Pricing], limit_chars: int) -> Callable[[int], Any]:
-    """admit(content_length) for ShedLoadMiddleware: a body's reservation is priced from its size, capped at the
-    largest body the character limit allows (a character is at most 6 bytes of JSON, as a \\uXXXX escape)."""
-    return lambda length: queue.admit(price().body(min(length, 6 * limit_chars)))
-
-
-def too_large(items: Sequence[str | Sequence[str]], model: str) -> Response | None:
+def too_large(items: Sequence[str | Sequence[str]], model: str, ctx: bentoml.Context) -> Response | None:
     """413 for a request over SENPOS_MAX_REQUEST_CHARS: what one request may cost everyone else is bounded."""
     total, limit = sum(len(x) if isinstance(x, str) else sum(map(len, x)) for x in items), LIMITS[model]
     if total <= limit:
         return None
+    ctx.response.status_code = 413  # BentoML sets a returned response's status from the context's
     return json_response({"error": f"the request has {total} characters in all; the limit is {limit} "
                                    f"(SENPOS_MAX_REQUEST_CHARS): split it into smaller requests"}, 413)
 
 
+def current() -> Senpos:
+    """This worker's service instance (BentoML makes one per worker)."""
+    return bentoml.get_current_service()
+
+
 async def info(request: Request) -> Response:
     """GET /info: the service version and each model's name, version, sha256, headline metrics and provider."""
-    return json_response(bentoml.get_current_service().info())
+    return json_response(current().info())
 
 
 # What @bentoml.service made of the class, for the type checker (mypy keeps the class itself: python/mypy#3135).
@@ -296,7 +184,8 @@ describe_openapi(Senpos, describe)
 on_invalid_input(Senpos, invalid_input)
 SERVICE.mount_asgi_app(page_app(), path="/", name="page")  # the web page; BentoML's Swagger index is at /docs
 plain_json_outputs(Senpos)
-put_in_front(Senpos, lambda app: AccessMiddleware(ShedLoadMiddleware(app, doors=DOORS), keys=SETTINGS.api_keys,
+put_in_front(Senpos, lambda app: AccessMiddleware(ShedLoadMiddleware(app, doors=lambda: current().doors),
+                                                  keys=SETTINGS.api_keys,
                                                   origins=SETTINGS.cors_origins,
                                                   protected=("/sentiment", "/pos-tag", "/info"),
                                                   routes=KnownRoutes(app.routes).check))

@@ -10,7 +10,6 @@ the repository's models/sentiment and models/pos (service/model_store.py).
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -183,9 +182,9 @@ class Settings:
         sockets (removed when it stops), else in the temp directory, named after it (the workers' parent)."""
         if self.model_address:
             return self.model_address
-        uris = json.loads(os.environ.get("BENTOML_RUNNER_MAP") or "{}")
-        home = next((u[len("unix://") :] for u in uris.values() if u.startswith("unix://")), None)
-        folder = os.path.dirname(home) if home else tempfile.gettempdir()
+        from service.bentoml_seam import serve_socket_dir
+
+        folder = serve_socket_dir() or tempfile.gettempdir()
         return f"unix://{folder}/senpos-models-{os.getppid()}.sock"
 
 

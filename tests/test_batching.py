@@ -9,9 +9,13 @@ import threading
 import time
 
 import pytest
+from starlette.requests import Request
 
-from service.batching import Batcher, Unit
-from service.middleware import ShedLoadMiddleware
+from senpos.runtime import BatchCost
+from service.admission import Door
+from service.batching import Batcher
+from service.middleware import ShedLoadMiddleware, ticket_of
+from service.units import Pricing, Unit
 
 
 class Model:
@@ -177,10 +181,14 @@ def test_requests_over_the_queue_budget_are_refused_at_once():
 
     finished: list[str] = []  # "refused" or "served", in the order the requests ended
 
-    async def admitted(items):  # what ShedLoadMiddleware does before a request reaches the batcher
-        with batcher.admit(0.01) as refusal:
-            result = refusal or await ask(batcher, items, cost_per_item=0.01)
-        finished.append("refused" if refusal else "served")
+    async def admitted(items):  # what ShedLoadMiddleware and the pipeline do around the batcher
+        with batcher.admit(0.01) as ticket:
+            if ticket.refusal:
+                result: str | list = ticket.refusal
+            else:
+                ticket.release()  # its units queue now
+                result = await ask(batcher, items, cost_per_item=0.01)
+        finished.append("refused" if ticket.refusal else "served")
         return result
 
     async def go():
@@ -197,21 +205,23 @@ def test_requests_over_the_queue_budget_are_refused_at_once():
     assert sum(len(c) for c in model.calls) == len(served)
     # ... and every refusal came back before any admitted request was answered: none waited for the queue.
     assert finished == ["refused"] * len(refused) + ["served"] * len(served), finished
-    assert not batcher.reservations
+    assert not batcher.tickets
 
 
 def test_a_burst_let_in_at_once_counts_before_it_reaches_the_queue():
     """A burst passes the door (ShedLoadMiddleware) before any of it is queued, its bodies still being read: the
-    reservations made at the door (priced from each body's size) count, else all of it would be let in."""
+    tickets taken at the door (priced from each body's size) count, else all of it would be let in."""
     batcher = Batcher(Model(seconds=0.01), max_batch_items=8, max_queue_s=0.05)
 
     async def app(scope, receive, send):
         await asyncio.sleep(0.001)  # reading and validating the body
+        ticket_of(Request(scope)).release()  # as the pipeline does when its units queue
         await ask(batcher, [0], cost_per_item=0.01)
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
-    door = ShedLoadMiddleware(app, {"/x": lambda length: batcher.admit(length / 1000)})
+    price = Pricing(BatchCost(step=0.0, row_step=0.001, call=0.0), width=1, bytes_per_step=1.0)  # 1 ms a byte
+    door = ShedLoadMiddleware(app, lambda: {"/x": Door(batcher, lambda: price, limit_chars=10**6)})
 
     async def request() -> int:
         statuses = []
@@ -229,7 +239,7 @@ def test_a_burst_let_in_at_once_counts_before_it_reaches_the_queue():
     statuses = run(go())
     assert set(statuses) == {200, 503}, statuses
     assert statuses.count(200) <= 8, statuses  # ~0.05 s of work at 0.01 s each, not all 30
-    assert not batcher.reservations
+    assert not batcher.tickets
 
 
 def test_a_cancelled_request_is_not_computed():

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 
 from senpos.runtime import BatchCost
-from service.batching import Batcher, Unit
-from service.model_client import ModelClient, ModelServerUnavailable
-from service.model_server import ModelServer
-from service.units import CODECS, Pricing, cut
-from service.wire import WireError, frame, parse_address, read_frame
+from service.batching import Batcher
+from service.split.client import ModelClient, ModelServerUnavailable
+from service.split.codecs import CODECS
+from service.split.server import ModelServer
+from service.split.wire import WireError, frame, parse_address, read_frame
+from service.units import Pricing, Unit, cut
 
 
 def test_frames_round_trip_arrays_without_pickle():

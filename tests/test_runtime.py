@@ -226,7 +226,7 @@ def test_retry_after_on_load_shedding(status, retry):
 
 
 def test_a_slow_full_collection_is_logged(monkeypatch, caplog):
-    import service.service as svc
+    import service.memory as svc
 
     monkeypatch.setattr(svc, "_gc_started", 0.0)  # a collection that started long ago
     with caplog.at_level("WARNING", logger="senpos"):

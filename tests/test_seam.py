@@ -3,6 +3,9 @@ middleware stack it builds, outermost first."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import bentoml
 
 from service import middleware
@@ -17,6 +20,14 @@ from .conftest import REPO
 def test_bentoml_is_pinned_to_the_version_the_seam_was_written_for():
     assert bentoml.__version__ == BENTOML_VERSION
     assert f'"bentoml=={BENTOML_VERSION}"' in (REPO / "pyproject.toml").read_text()
+
+
+def test_an_unsupported_bentoml_stops_senpos_with_a_clear_message():
+    code = "import bentoml; bentoml.__version__ = '1.5.0'; import service.service"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "senpos was written against bentoml==" in result.stderr and "bentoml==1.5.0" in result.stderr
+    assert "pip install -c constraints.txt" in result.stderr
 
 
 def test_the_middleware_stack_in_order():

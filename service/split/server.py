@@ -1,9 +1,9 @@
 """The model process of the `split` layout: one batching queue per model, fed by every API worker.
 
-Each API worker keeps one connection (service/model_client.py). It sends units (`run`: model, request key,
+Each API worker keeps one connection (service/split/client.py). It sends units (`run`: model, request key,
 price, packed items) and `cancel`s for units nobody waits for any more. Each answer carries the queue's state
 (the work running, and its round-robin share at a few request costs), which the worker's door adds to its own
-reservations. On connect the server says `hello`: each model's cost model and batch width, so the API workers
+tickets. On connect the server says `hello`: each model's cost model and batch width, so the API workers
 price units as this device runs them.
 """
 
@@ -15,11 +15,13 @@ import itertools
 import logging
 from dataclasses import asdict
 
-from service.batching import AHEAD_GRID_S, Batcher, Unit, _Job, shared_ahead
-from service.units import CODECS, Pricing
-from service.wire import WireError, frame, read_frame, start_server
+from service.admission import AHEAD_GRID_S, shared_ahead
+from service.batching import Batcher, Job
+from service.split.codecs import CODECS
+from service.split.wire import WireError, frame, read_frame, start_server
+from service.units import Pricing, Unit
 
-log = logging.getLogger("senpos.model_server")
+log = logging.getLogger("senpos.split.server")
 
 
 class ModelServer:
@@ -38,7 +40,7 @@ class ModelServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         connection = next(self._connections)
-        pending: dict[int, tuple[str, _Job]] = {}  # unit id -> (model, job)
+        pending: dict[int, tuple[str, Job]] = {}  # unit id -> (model, job)
         writer.write(self.hello())
         try:
             while True:
@@ -62,7 +64,7 @@ class ModelServer:
             self._drop_all(pending)
             writer.close()
 
-    def _drop_all(self, pending: dict[int, tuple[str, _Job]]) -> None:
+    def _drop_all(self, pending: dict[int, tuple[str, Job]]) -> None:
         for model, job in pending.values():
             self.batchers[model].drop([job])
         pending.clear()

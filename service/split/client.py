@@ -17,11 +17,12 @@ from typing import cast
 from bentoml.exceptions import BentoMLException
 
 from senpos.runtime import BatchCost
-from service.batching import AHEAD_GRID_S, Admission, Unit, ahead_at, release_reservation, shared_ahead
-from service.units import BYTES_PER_STEP, CODECS, Pricing
-from service.wire import frame, open_connection, read_frame
+from service.admission import AHEAD_GRID_S, Admission, ahead_at, shared_ahead
+from service.split.codecs import CODECS
+from service.split.wire import frame, open_connection, read_frame
+from service.units import BYTES_PER_STEP, Pricing, Unit
 
-log = logging.getLogger("senpos.model_client")
+log = logging.getLogger("senpos.split.client")
 
 
 class ModelServerUnavailable(BentoMLException):
@@ -118,7 +119,7 @@ class ModelClient:
 class RemoteQueue(Admission):
     """A model's queue in the model process, as this worker sees it: what the server last reported (running,
     and the round-robin share of its queue at a few request costs), or this worker's own units still out when
-    more, plus the requests admitted here and not yet sent."""
+    more, plus the tickets of requests let in here and not yet sent."""
 
     def __init__(self, client: ModelClient, model: str, max_queue_s: float, on_shed=None):
         super().__init__(max_queue_s, on_shed)
@@ -131,11 +132,9 @@ class RemoteQueue(Admission):
     def expected_wait_s(self, cost_s: float) -> float:
         server = self.server_running_s + ahead_at(self.server_ahead, cost_s)
         ahead = max(server, shared_ahead(self.outstanding.values(), cost_s))
-        ahead += shared_ahead((r.cost_s for r in self.reservations), cost_s)
-        return self.seconds(ahead)
+        return self.seconds(ahead + self.ticketed_s(cost_s))
 
     async def run(self, units: Sequence[Unit], request: int | None = None) -> list[list]:
-        release_reservation()
         await self.client.connect()
         request = next(self._requests) if request is None else request
         sent = self.client.send(self.model, request, units)
