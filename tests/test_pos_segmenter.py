@@ -1,6 +1,7 @@
 """The segmentation corrector (training/pos/segmenter.py, senpos.pos.BoundaryCorrector) and distillation:
 batch invariance, export parity, a seconds-long training run, start-up errors; tiny self-made fixtures only."""
 
+import gzip
 import json
 import shutil
 from pathlib import Path
@@ -120,3 +121,29 @@ def test_corrected_candidate_follows_the_corpus_conventions():
     evaluation = json.loads((CANDIDATE / "evaluation.json").read_text())
     assert evaluation["end_to_end"]["segmentation_f1"] >= 0.955 and evaluation["end_to_end"]["seg_pos_f1"] >= 0.925
     assert sum(f.stat().st_size for f in CANDIDATE.iterdir()) < 32 * 2**20
+
+
+def test_ship_runs_the_whole_pos_recipe_and_resumes(tmp_path):
+    """prepare -> tagger -> fine-tune -> export -> corrector -> fine-tune -> export it -> evaluate, on the tiny
+    fixture; a second call finds every training step done and only exports and evaluates again."""
+    from training.pos.ship import ship
+
+    data = tmp_path / "pfr"
+    data.mkdir()
+    for name in ("train", "dev"):
+        with gzip.open(data / f"{name}.jsonl.gz", "wb") as f:
+            f.write((FIXTURES / "pos_tiny.jsonl").read_bytes())
+    tagger = {"hidden": 16, "epochs": 1, "char_filters": 8, "batch_size": 4, "max_words": 6}
+    segmenter = {"folds": 2, "epochs": 1, "hidden": 8, "char_dim": 4, "bigram_dim": 4, "place_dim": 2,
+                 "min_char_freq": 1, "min_bigram_freq": 1, "max_chars": 10, "batch_size": 4}
+    recipe = {"prepare": {"min_word_freq": 1, "embed_dim": 16, "w2v_epochs": 1}, "tagger": tagger,
+              "tagger_finetune": {**tagger, "lr": 1e-3}, "segmenter": segmenter,
+              "segmenter_finetune": {**segmenter, "lr": 1e-3}, "min_bigram_count": 1}
+    runs, out = tmp_path / "runs", tmp_path / "model"
+    first = ship(runs, out, data, recipe)
+    assert list(first) == ["prepare", "tagger", "tagger_finetune", "export", "segmenter", "segmenter_finetune",
+                           "export_segmenter", "evaluate"]
+    assert (out / "segmenter.onnx").is_file() and "end_to_end" in json.loads((out / "evaluation.json").read_text())
+    assert len(PosTagger(out).tag(["我们热爱和平。"])[0].words) >= 1
+    again = ship(runs, out, data, recipe)
+    assert again["tagger"] == first["tagger"], "a training step ran twice"

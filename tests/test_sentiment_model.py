@@ -119,3 +119,25 @@ def test_predictor_rejects_mismatched_vocab(tiny_model_dir, tmp_path):
     (broken / "config.json").unlink()
     with pytest.raises(ModelLoadError, match="config.json.*missing"):
         SentimentPredictor(broken)
+
+
+def test_adversarial_embeddings_move_each_text_by_epsilon_words_uphill():
+    """Each text moves by epsilon typical word vectors' length, along its own loss gradient: the loss rises."""
+    from training.sentiment.train import adversarial_embeddings
+
+    torch.manual_seed(0)
+    model = SentimentBiLSTM(ModelConfig(vocab_size=30, embed_dim=4, hidden=3, dropout=0.0)).eval()
+    ids, lengths = torch.randint(2, 30, (3, 7)), torch.tensor([7, 5, 2])
+    ids[1, 5:], ids[2, 2:] = 0, 0
+    target = torch.tensor([1.0, 0.0, 1.0])
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    embedded = model.embedding(ids)
+    loss = loss_fn(model.logits(ids, lengths, embedded), target)
+    (grad,) = torch.autograd.grad(loss, embedded)
+    moved = adversarial_embeddings(embedded, grad, epsilon=0.5, word_norm=2.0)
+    step = (moved - embedded).flatten(1).norm(dim=1)
+    assert torch.allclose(step, torch.full((3,), 1.0), atol=1e-5)
+    assert not (moved - embedded)[2, 2:].any(), "padding moved"
+    with torch.no_grad():
+        assert loss_fn(model.logits(ids, lengths, moved), target) > loss
+        assert torch.equal(model.logits(ids, lengths, embedded), model.logits(ids, lengths))

@@ -1,4 +1,4 @@
-"""CLI: python -m training.pos {prepare,train,prune,export,segmenter,export-segmenter,optimize,evaluate} --help"""
+"""CLI: python -m training.pos {ship,prepare,train,prune,export,segmenter,export-segmenter,optimize,evaluate} --help"""
 
 from __future__ import annotations
 
@@ -20,6 +20,11 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(prog="python -m training.pos", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("ship", help="the shipped model's whole recipe (training/pos/ship.py), resumable")
+    s.add_argument("--runs", type=Path, default=Path("runs/pos"), help="where each step writes (and resumes)")
+    s.add_argument("--out", type=Path, default=Path("models/pos"))
+    s.add_argument("--data", type=Path, default=DEFAULT_DATA, help="holds train.jsonl.gz and dev.jsonl.gz")
 
     p = sub.add_parser("prepare", help="vocabularies, word2vec, the corpus jieba dictionary")
     p.add_argument("--out", type=Path, default=Path("runs/pos/prepared"))
@@ -73,7 +78,11 @@ def main(argv: list[str] | None = None) -> None:
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.command == "prepare":
+    if args.command == "ship":
+        from training.pos.ship import ship
+
+        print(json.dumps(ship(args.runs, args.out, args.data), indent=2))
+    elif args.command == "prepare":
         from training.pos.prepare import prepare
 
         prepare(pick(args, PrepareConfig), args.out)
