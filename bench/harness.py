@@ -112,15 +112,15 @@ def answers_sentiment(base: str) -> bool:
 
 @contextmanager
 def running_server(env: dict[str, str] | None = None, ready_timeout: float = 120.0,
-                   target: str = SERVE_TARGET) -> Iterator[str]:
-    """Yield the base URL of a ready server; its output goes to `server_log(base)`."""
-    with server_process(env, ready_timeout, target) as (base, _):
+                   target: str = SERVE_TARGET, cwd: Path = REPO) -> Iterator[str]:
+    """Yield the base URL of a ready server (the source tree at `cwd`); its output goes to `server_log(base)`."""
+    with server_process(env, ready_timeout, target, cwd) as (base, _):
         yield base
 
 
 @contextmanager
 def server_process(env: dict[str, str] | None = None, ready_timeout: float = 120.0,
-                   target: str = SERVE_TARGET) -> Iterator[tuple[str, subprocess.Popen]]:
+                   target: str = SERVE_TARGET, cwd: Path = REPO) -> Iterator[tuple[str, subprocess.Popen]]:
     """Yield (base URL, the `bentoml serve` Popen) of a ready server, for callers that signal it."""
     port = free_port()
     LOGS.mkdir(exist_ok=True)
@@ -128,18 +128,18 @@ def server_process(env: dict[str, str] | None = None, ready_timeout: float = 120
     # start, so a second server sharing it would leave the first one's /metrics frozen.
     env = {"BENTOML_HOME": str(LOGS / f"bentoml-home-{port}"), **(env or {})}
     with open(LOGS / f"server-{port}.log", "w+") as log, \
-            started(serve_command(port, target), port, readyz, env, ready_timeout, log) as served:
+            started(serve_command(port, target), port, readyz, env, ready_timeout, log, cwd=cwd) as served:
         yield served
 
 
 @contextmanager
 def started(cmd: list[str], port: int, ready: Callable[[str], bool], env: dict[str, str] | None = None,
             ready_timeout: float = 120.0, output: IO | int = subprocess.DEVNULL,
-            poll_s: float = 0.5) -> Iterator[tuple[str, subprocess.Popen]]:
+            poll_s: float = 0.5, cwd: Path = REPO) -> Iterator[tuple[str, subprocess.Popen]]:
     """Run `cmd` (a server on `port`) in its own process session; yield (base URL, Popen) once `ready(base)`
     holds; then stop the whole session, SIGTERM first, so that no worker outlives it, and release `port` (if
     `free_port` reserved it)."""
-    proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **(env or {})}, stdout=output,
+    proc = subprocess.Popen(cmd, cwd=cwd, env={**os.environ, **(env or {})}, stdout=output,
                             stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
