@@ -165,3 +165,16 @@ def test_a_missing_model_server_is_a_503_not_a_hang(address):
     with pytest.raises(ModelServerUnavailable) as info:
         asyncio.run(asyncio.wait_for(go(), 10))
     assert info.value.error_code == 503
+
+
+def test_a_connection_lost_before_sending_is_a_503():
+    """A connection that drops between a request's connect and its send is the model server gone (503), not a
+    crash of the API worker's code (500)."""
+    client = ModelClient("unix:///nonexistent.sock", max_queue_s=10)
+
+    async def go():
+        client.send("sentiment", 0, [Unit([np.array([1])], 0.0)])
+
+    with pytest.raises(ModelServerUnavailable) as info:
+        asyncio.run(go())
+    assert info.value.error_code == 503 and not client._pending

@@ -12,7 +12,6 @@ import itertools
 import logging
 from collections.abc import Sequence
 from http import HTTPStatus
-from typing import cast
 
 from bentoml.exceptions import BentoMLException
 
@@ -97,8 +96,9 @@ class ModelClient:
             self._pending.clear()
 
     def send(self, model: str, request: int, units: Sequence[Unit]) -> list[tuple[int, asyncio.Future]]:
-        loop, sent = asyncio.get_running_loop(), []
-        writer = cast(asyncio.StreamWriter, self._writer)  # set by connect(), which run() awaits first
+        loop, sent, writer = asyncio.get_running_loop(), [], self._writer
+        if writer is None or writer.is_closing():  # lost between run()'s connect() and now
+            raise ModelServerUnavailable("the model server went away; retry later")
         for unit in units:
             uid = next(self._ids)
             future = loop.create_future()

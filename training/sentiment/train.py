@@ -144,10 +144,7 @@ def train(prepared_dir: Path, run_dir: Path, cfg: TrainConfig) -> dict:
 
     def short_select_accuracy() -> float | None:
         """Watched, not selected on: selection stays on the select reviews."""
-        try:
-            rows = [r for r in load_short_texts("eval") if r.get("part") == "select"] if SHORT_EVAL.exists() else []
-        except ValueError:  # being written
-            rows = []
+        rows = [r for r in load_short_texts("eval") if r.get("part") == "select"] if SHORT_EVAL.exists() else []
         if not rows:
             return None
         x, y = encode_short_texts(rows, vocab)
