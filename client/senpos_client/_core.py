@@ -3,6 +3,7 @@ long lists to the server's limits, retry policy, response parsing and errors."""
 
 from __future__ import annotations
 
+import bisect
 import os
 import random
 import re
@@ -205,6 +206,58 @@ def plan(items: Sequence[T], max_items: int, max_chars: int, endpoint: str) -> l
     if current:
         requests.append(current)
     return requests
+
+
+DOCUMENT_ENDS = "。！？；…\n"  # a long text is cut after one of these (the end of a sentence or a line)
+
+
+def cut_document(text: str, limit: int) -> list[tuple[int, int]]:
+    """[start, end) parts of `text`, each at most `limit` characters, cut after sentence ends; a sentence longer
+    than `limit` is cut inside, `limit` characters at a time."""
+    ends = [i + 1 for i, c in enumerate(text) if c in DOCUMENT_ENDS]
+    parts, start = [], 0
+    while len(text) - start > limit:
+        k = bisect.bisect_right(ends, start + limit) - 1
+        end = ends[k] if k >= 0 and ends[k] > start else start + limit
+        parts.append((start, end))
+        start = end
+    parts.append((start, len(text)))
+    return parts
+
+
+def split_documents(items: Sequence[PosItem], limit: int) -> tuple[list[PosItem], list[tuple[int, int]]]:
+    """The items to send: each text over `limit` characters as its parts (`cut_document`), the rest as they are;
+    and for each item sent, (the index of the item it is part of, where the part starts in it)."""
+    parts: list[PosItem] = []
+    owners: list[tuple[int, int]] = []
+    for index, item in enumerate(items):
+        if isinstance(item, str) and len(item) > limit:
+            for start, end in cut_document(item, limit):
+                parts.append(item[start:end])
+                owners.append((index, start))
+        else:
+            parts.append(item)
+            owners.append((index, 0))
+    return parts, owners
+
+
+def join_documents(results: Sequence[PosResult], owners: Sequence[tuple[int, int]]) -> list[PosResult]:
+    """One result per item, from its parts' results in order (`split_documents`), offsets into the whole text."""
+    grouped: dict[int, list[tuple[int, PosResult]]] = {}
+    for (index, start), result in zip(owners, results, strict=True):
+        grouped.setdefault(index, []).append((start, result))
+    joined = []
+    for index in sorted(grouped):
+        parts = grouped[index]
+        if len(parts) == 1:
+            joined.append(parts[0][1])
+            continue
+        upos = [u for _, r in parts for u in (r.upos or [])] if all(r.upos is not None for _, r in parts) else None
+        joined.append(PosResult(words=[w for _, r in parts for w in r.words],
+                                tags=[t for _, r in parts for t in r.tags],
+                                offsets=[(a + start, b + start) for start, r in parts for a, b in r.offsets],
+                                upos=upos))
+    return joined
 
 
 def pos_payload(items: Sequence[PosItem]) -> dict[str, Any]:

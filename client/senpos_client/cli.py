@@ -19,7 +19,7 @@ import json
 import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
-from typing import IO, NoReturn
+from typing import IO, NoReturn, cast
 
 from senpos_client._core import (
     DEFAULT_MAX_ITEMS,
@@ -28,7 +28,9 @@ from senpos_client._core import (
     VERSION,
     PosResult,
     SentimentResult,
+    join_documents,
     plan,
+    split_documents,
     too_long,
 )
 from senpos_client.client import Client
@@ -170,25 +172,39 @@ def progress(done: int, total: int) -> None:
         sys.stderr.flush()
 
 
-def requests(inputs: Inputs, command: str, batch: int, max_chars: int) -> list[list]:
+def requests(inputs: Inputs, command: str, batch: int, max_chars: int) -> tuple[list[list], list[tuple[int, int]]]:
     """The requests the items go out as (at most `batch` items and `max_chars` characters each), worked out
-    before any is sent: a text that no request can hold is refused here, by its place in the input."""
+    before any is sent, and for each item sent, (its input's index, where in it it starts): a Chinese text too
+    long for a request goes out in parts (senpos_client._core.split_documents); any other text that no request
+    can hold is refused here, by its place in the input."""
+    items, owners = (split_documents(inputs.items, max_chars) if command == "pos-tag"
+                      else (inputs.items, [(i, 0) for i in range(len(inputs.items))]))
     try:
-        return plan(inputs.items, batch, max_chars, ENDPOINTS[MODELS[command]])
+        return plan(items, batch, max_chars, ENDPOINTS[MODELS[command]]), owners
     except ValidationError as e:
         d = e.detail if isinstance(e.detail, dict) else {}
         message = too_long(d["index"], d["chars"], d["limit"], d["endpoint"], "use --max-chars")
         raise Failure(message.replace(f"texts[{d['index']}]", inputs.places[d["index"]], 1), EXIT_REFUSED) from None
 
 
-def run(client: Client, command: str, chunks: list[list]) -> Iterator[list[dict]]:
-    """Each request's rows, request by request, so that what was done is written before a failure."""
-    total, done = sum(map(len, chunks)), 0
+def run(client: Client, command: str, inputs: list, chunks: list[list],
+        owners: list[tuple[int, int]]) -> Iterator[list[dict]]:
+    """Each input's row as soon as all of its parts are answered, request by request, so that what was done is
+    written before a failure; the progress bar counts the items sent (parts of a long text each count)."""
+    total, done, ready = sum(map(len, chunks)), 0, 0
+    pending: list[SentimentResult | PosResult] = []
     for chunk in chunks:
         results: Sequence[SentimentResult | PosResult] = (
             client.sentiment(chunk) if command == "sentiment" else client.pos_tag(chunk))
-        yield [{"input": item, **dataclasses.asdict(result)} for item, result in zip(chunk, results, strict=True)]
+        pending += results
         done += len(chunk)
+        complete = done if done == total else next(k for k in range(done, -1, -1) if owners[k][1] == 0)
+        if complete > ready:  # the items before the first part whose text has parts still to come
+            joined = (join_documents(cast("list[PosResult]", pending[ready:complete]), owners[ready:complete])
+                      if command == "pos-tag" else pending[ready:complete])
+            first = owners[ready][0]
+            yield [{"input": inputs[first + k], **dataclasses.asdict(result)} for k, result in enumerate(joined)]
+            ready = complete
         progress(done, total)
 
 
@@ -249,7 +265,7 @@ def build_parser() -> Parser:
 def execute(argv: list[str] | None) -> None:
     args = build_parser().parse_args(argv)
     inputs = read_items(args.input, args.texts, args.format, args.command == "pos-tag")
-    chunks = requests(inputs, args.command, args.batch, args.max_chars)
+    chunks, owners = requests(inputs, args.command, args.batch, args.max_chars)
     try:
         client = Client(args.url, timeout=args.timeout, retries=args.retries, max_items=args.batch,
                         max_request_chars={MODELS[args.command]: args.max_chars})
@@ -271,7 +287,7 @@ def execute(argv: list[str] | None) -> None:
             if isinstance(out, io.TextIOWrapper):
                 out.reconfigure(encoding="utf-8")  # JSON Lines are UTF-8 whatever the locale
         try:
-            for rows in run(client, args.command, chunks):
+            for rows in run(client, args.command, inputs.items, chunks, owners):
                 out.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
                 out.flush()  # what is done is on disk before the next request can fail
                 written += len(rows)

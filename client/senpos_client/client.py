@@ -19,12 +19,14 @@ from senpos_client._core import (
     ServiceInfo,
     Settings,
     TimeoutArg,
+    join_documents,
     parse_info,
     parse_pos,
     parse_sentiment,
     plan,
     pos_payload,
     settings,
+    split_documents,
     step,
 )
 from senpos_client.errors import Timeout
@@ -83,8 +85,10 @@ class Client(_Configured):
     `http_client` is an `httpx.Client` of yours (proxies, TLS, event hooks); it is left open by `close()`.
     `max_items` and `max_request_chars` are the server's per-request limits (SENPOS_MAX_ITEMS and
     SENPOS_MAX_REQUEST_CHARS, its defaults unless given: one number, or {"sentiment": N, "pos": M}); a longer
-    list is split into as many requests as it needs, and a text that no request can hold is refused
-    (ValidationError) before anything is sent.
+    list is split into as many requests as it needs. A Chinese text longer than a /pos-tag request may hold is
+    cut after sentence ends (。！？；… or a newline; inside a sentence only if one is longer than the limit),
+    sent in parts and joined back into one result, offsets into the whole text; an English text, or a word list,
+    that no request can hold is refused (ValidationError) before anything is sent.
     """
 
     def __init__(self, url: str | None = None, *, api_key: str | None = None,
@@ -104,8 +108,9 @@ class Client(_Configured):
                 for r in parse_sentiment(self._request("POST", "/sentiment", {"texts": chunk}))]
 
     def pos_tag(self, items: Sequence[PosItem]) -> list[PosResult]:
-        return [r for chunk in self._plan(items, "pos")
-                for r in parse_pos(self._request("POST", "/pos-tag", pos_payload(chunk)))]
+        parts, owners = split_documents(items, self._config.max_request_chars["pos"])
+        return join_documents([r for chunk in self._plan(parts, "pos")
+                               for r in parse_pos(self._request("POST", "/pos-tag", pos_payload(chunk)))], owners)
 
     def info(self) -> ServiceInfo:
         """The server's version and the models it serves (GET /info)."""
@@ -174,8 +179,9 @@ class AsyncClient(_Configured):
         return [r for body in bodies for r in parse_sentiment(body)]
 
     async def pos_tag(self, items: Sequence[PosItem]) -> list[PosResult]:
-        bodies = await self._map("/pos-tag", [pos_payload(c) for c in self._plan(items, "pos")])
-        return [r for body in bodies for r in parse_pos(body)]
+        parts, owners = split_documents(items, self._config.max_request_chars["pos"])
+        bodies = await self._map("/pos-tag", [pos_payload(c) for c in self._plan(parts, "pos")])
+        return join_documents([r for body in bodies for r in parse_pos(body)], owners)
 
     async def info(self) -> ServiceInfo:
         """The server's version and the models it serves (GET /info)."""
