@@ -3,10 +3,11 @@ curves."""
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -102,3 +103,24 @@ class Selection:
                 group["lr"] *= self.lr_decay
             log.info("no gain: best weights restored, lr now %.2e", opt.param_groups[0]["lr"])
         return False
+
+
+Step = tuple[str, Path | None, Callable[[], object]]  # (name, the file that says it is done or None, run it)
+
+
+def run_steps(steps: Sequence[Step], runs: Path) -> dict:
+    """A recipe's steps in order, skipping each whose done-file exists, so that an interrupted recipe resumes at
+    the step it was in; each step's wall-clock seconds go to `runs/ship.json` (returned)."""
+    timings_file = runs / "ship.json"
+    timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}
+    for name, done, step in steps:
+        if done is not None and done.exists():
+            log.info("ship: %s already done (%s)", name, done)
+            continue
+        t0 = time.time()
+        log.info("ship: %s", name)
+        step()
+        timings[name] = round(time.time() - t0, 1)
+        runs.mkdir(parents=True, exist_ok=True)
+        timings_file.write_text(json.dumps(timings, indent=2))
+    return timings

@@ -10,14 +10,10 @@ each step goes to `runs/pos/ship.json`.
 from __future__ import annotations
 
 import json
-import logging
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from senpos.data_root import data_root
-
-log = logging.getLogger(__name__)
+from training.common import Step, run_steps
 
 MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "pos"
 
@@ -50,7 +46,7 @@ def ship(runs: Path = Path("runs/pos"), out: Path = MODEL_DIR, data: Path | None
         result = evaluate_file(splits["dev"], out, baseline=True)
         (out / "evaluation.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
 
-    steps: list[tuple[str, Path | None, Callable[[], object]]] = [
+    steps: list[Step] = [
         ("prepare", prepared / "prepare.json",
          lambda: prepare(PrepareConfig(**splits, **recipe["prepare"]), prepared)),
         ("tagger", tagger / "metrics.json", lambda: train(prepared, tagger, TrainConfig(**recipe["tagger"]))),
@@ -64,16 +60,4 @@ def ship(runs: Path = Path("runs/pos"), out: Path = MODEL_DIR, data: Path | None
         ("export_segmenter", None, lambda: export_segmenter(seg_tuned, out, recipe["min_bigram_count"])),
         ("evaluate", None, evaluate),
     ]
-    timings_file = runs / "ship.json"
-    timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}
-    for name, done, step in steps:
-        if done is not None and done.exists():
-            log.info("ship: %s already done (%s)", name, done)
-            continue
-        t0 = time.time()
-        log.info("ship: %s", name)
-        step()
-        timings[name] = round(time.time() - t0, 1)
-        runs.mkdir(parents=True, exist_ok=True)
-        timings_file.write_text(json.dumps(timings, indent=2))
-    return timings
+    return run_steps(steps, runs)

@@ -10,15 +10,11 @@ was in; the wall-clock time of each step goes to `runs/sentiment/ship.json`.
 from __future__ import annotations
 
 import json
-import logging
-import time
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 from senpos.data_root import data_root
-
-log = logging.getLogger(__name__)
+from training.common import Step, run_steps
 
 MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "sentiment"
 
@@ -56,7 +52,7 @@ def ship(runs: Path = Path("runs/sentiment"), out: Path = MODEL_DIR, data: Path 
     prepared, wide, unsup = runs / "prepared", runs / "wide", data / "unsup.jsonl.gz"
     tcfg = TrainConfig(**{**recipe["teacher"], "device": "auto"})
     scfg = TrainConfig(**{**recipe["student"], "device": "auto"})
-    steps: list[tuple[str, Path | None, Callable[[], object]]] = [
+    steps: list[Step] = [
         ("prepare", prepared / "data.npz", lambda: prepare(PrepareConfig(
             train=str(data / "train.jsonl.gz"), unsup=str(unsup), **recipe["prepare"]), prepared)),
         ("wide", wide / "wide.npz", lambda: fit_wide(prepared, wide, WideConfig(
@@ -83,16 +79,4 @@ def ship(runs: Path = Path("runs/sentiment"), out: Path = MODEL_DIR, data: Path 
     final = runs / f"round{recipe['rounds']}_stack"
     steps += [("export", None, lambda: export(final, prepared, out)),
               ("report", None, lambda: report(out, report_seconds))]
-    timings_file = runs / "ship.json"
-    timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}
-    for name, done, step in steps:
-        if done is not None and done.exists():
-            log.info("ship: %s already done (%s)", name, done)
-            continue
-        t0 = time.time()
-        log.info("ship: %s", name)
-        step()
-        timings[name] = round(time.time() - t0, 1)
-        runs.mkdir(parents=True, exist_ok=True)
-        timings_file.write_text(json.dumps(timings, indent=2))
-    return timings
+    return run_steps(steps, runs)
