@@ -27,10 +27,12 @@ RECIPE = {
     "teacher": {"hidden": 128, "layers": 1, "pooling": "concat", "max_tokens": 400, "head_tokens": 100,
                 "lr": 0.002, "epochs": 4, "patience": 1, "crops": 1, "short_texts": "train", "short_repeat": 2,
                 "threads": 1},
-    # Each student: the same, plus 20,000 of the unlabelled reviews each epoch with the previous stack's scores.
+    # Each student: the same, plus 20,000 of the unlabelled reviews each epoch with the previous stack's scores,
+    # and adversarial training on the embeddings (each batch also learns from itself moved one word vector's
+    # length uphill).
     "student": {"hidden": 128, "layers": 1, "pooling": "concat", "max_tokens": 400, "head_tokens": 100,
-                "lr": 0.002, "epochs": 4, "patience": 1, "crops": 1, "short_texts": "train", "short_repeat": 2,
-                "unsup_per_epoch": 20000, "threads": 1},
+                "lr": 0.002, "epochs": 5, "patience": 1, "crops": 1, "short_texts": "train", "short_repeat": 2,
+                "unsup_per_epoch": 20000, "adversarial": 1.0, "threads": 1},
     "rounds": 2,  # of self-training: round 0 (the teacher) -> round 1 -> round 2, the shipped one
     "combine": {"short_texts": "eval"},
 }
