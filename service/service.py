@@ -42,7 +42,7 @@ from service.middleware import (
     ticket_of,
 )
 from service.model_store import declared_models
-from service.models import check_models, load_models, model_queues, open_models, warm_up
+from service.models import LocalModels, check_models, open_models
 from service.openapi import describe
 from service.page import page_app
 from service.pipeline import Pipeline
@@ -81,11 +81,9 @@ class SenposModels:
     stored_sentiment, stored_pos = declared_models(SETTINGS.store_tags)  # the store's models: a Bento carries them
 
     def __init__(self) -> None:
-        sentiment, pos = load_models()
-        log.info("model process: sentiment on %s, pos on %s", sentiment.provider, pos.provider)
-        warm_up(sentiment, pos)
-        self.batchers, pricing = model_queues(sentiment, pos)
-        self.server = ModelServer(self.batchers, pricing, {"sentiment": sentiment.provider, "pos": pos.provider})
+        models = LocalModels()  # what a `single` worker holds: here it serves every API worker
+        self.batchers = models.queues
+        self.server = ModelServer(models.queues, {m: models.pricing(m) for m in models.queues}, models.providers())
         freeze_long_lived_objects()
 
     @bentoml.on_startup
