@@ -19,6 +19,8 @@ from service.settings import SETTINGS
 Scope = dict[str, Any]
 BODY_SHAPE = 'the body must be a JSON object {"texts": [...]}'
 NOT_FOUND = "nothing is served at this path: the API is POST /sentiment and POST /pos-tag (GET /docs describes it)"
+NO_SUCH_MODEL = ("no such model or version: the Open Inference Protocol models here are 'sentiment' and 'pos' "
+                 "(GET /v2/models/<model> names each one's version)")
 MESSAGES = {  # pydantic error type -> what to say (pydantic's own words otherwise)
     "missing": "missing; " + BODY_SHAPE,
     "list_type": "expected a list",
@@ -119,4 +121,4 @@ class KnownRoutes:
         if match == Match.PARTIAL:
             methods = ", ".join(sorted(allowed))
             return 405, f"{scope['method']} is not allowed here; use {methods}", [(b"allow", methods.encode())]
-        return 404, NOT_FOUND, []
+        return 404, NO_SUCH_MODEL if scope["path"].startswith("/v2/models/") else NOT_FOUND, []

@@ -217,16 +217,18 @@ class BodyLimitMiddleware:
 
 class JsonOnlyMiddleware:
     """POST bodies must be JSON: any other Content-Type is a 415 here, before BentoML tries to parse it
-    (a multipart type without a boundary made it answer 500). A missing Content-Type is read as JSON."""
+    (a multipart type without a boundary made it answer 500). A missing Content-Type is read as JSON. The
+    `binary` paths (the Open Inference Protocol's infer paths) also take application/octet-stream."""
 
-    def __init__(self, app):
-        self.app = app
+    def __init__(self, app, binary: frozenset[str] = frozenset()):
+        self.app, self.binary = app, binary
 
     async def __call__(self, scope: Scope, receive, send) -> None:
         if scope["type"] == "http" and scope.get("method") == "POST":
             ctype = dict(scope.get("headers") or []).get(b"content-type", b"application/json")
             media = ctype.split(b";")[0].strip().lower()
-            if media != b"application/json":
+            if media != b"application/json" and not (media == b"application/octet-stream"
+                                                     and scope.get("path") in self.binary):
                 return await _reply(
                     send, 415, f"Content-Type must be application/json, not {media.decode('latin-1')!r}"
                 )

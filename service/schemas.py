@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, PlainValidator, WithJsonSchema
@@ -108,6 +109,17 @@ class Error(BaseModel):
     error: str = Field(description="what went wrong, in a sentence")
     request_id: str = Field(description="also in the x-request-id header: quote it when reporting a problem")
     detail: list[dict] | None = Field(None, description="validation errors (400), one per problem")
+
+
+def over_request_limit(items: Sequence[str | Sequence[str]], model: str) -> str | None:
+    """Why a request is over SENPOS_MAX_REQUEST_CHARS (a 413), or None: what one request may cost everyone else
+    is bounded."""
+    total = sum(len(x) if isinstance(x, str) else sum(map(len, x)) for x in items)
+    limit = SETTINGS.max_request_chars[model]
+    if total <= limit:
+        return None
+    return (f"the request has {total} characters in all; the limit is {limit} (SENPOS_MAX_REQUEST_CHARS): "
+            "split it into smaller requests")
 
 
 def json_response(payload: Any, status: int = 200) -> Response:

@@ -9,6 +9,7 @@ docs/design.md says why each piece is built the way it is.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from typing import cast
@@ -43,10 +44,11 @@ from service.middleware import (
 )
 from service.model_store import declared_models
 from service.models import LocalModels, check_models, open_models
+from service.oip.app import infer_paths, oip_app, protected_paths, server_metadata_route
 from service.openapi import describe
 from service.page import page_app
 from service.pipeline import Pipeline
-from service.schemas import PosItems, PosResult, SentimentResult, Texts, json_response
+from service.schemas import PosItems, PosResult, SentimentResult, Texts, json_response, over_request_limit
 from service.settings import SETTINGS
 from service.split.server import ModelServer
 
@@ -55,6 +57,9 @@ log = logging.getLogger("senpos")
 log.setLevel(logging.INFO)
 LAYOUT = SETTINGS.resolved_layout()
 LIMITS = SETTINGS.max_request_chars  # model -> characters per request
+# The Open Inference Protocol names each model's version in its paths (service/oip/app.py).
+OIP_VERSIONS = {m: model_identity(m, d)["version"] for m, d in (("sentiment", SETTINGS.sentiment_model),
+                                                                ("pos", SETTINGS.pos_model))}
 
 
 class QuietRefusals(logging.Filter):
@@ -113,9 +118,10 @@ class Senpos:
         self.models = models = open_models(LAYOUT)
         self.pipeline = Pipeline(models)
         self.model_dirs = {"sentiment": models.sentiment.model_dir, "pos": models.pos.model_dir}
-        self.doors = {"/sentiment": Door(models.queues["sentiment"], lambda: models.pricing("sentiment"),
-                                         LIMITS["sentiment"]),
-                      "/pos-tag": Door(models.queues["pos"], lambda: models.pricing("pos"), LIMITS["pos"])}
+        doors = {m: Door(models.queues[m], functools.partial(models.pricing, m), LIMITS[m])
+                 for m in ("sentiment", "pos")}
+        self.doors = {"/sentiment": doors["sentiment"], "/pos-tag": doors["pos"],
+                      **{path: doors[m] for path, m in infer_paths(OIP_VERSIONS).items()}}
         freeze_long_lived_objects()
 
     @bentoml.on_startup
@@ -150,13 +156,11 @@ class Senpos:
 
 
 def too_large(items: Sequence[str | Sequence[str]], model: str, ctx: bentoml.Context) -> Response | None:
-    """413 for a request over SENPOS_MAX_REQUEST_CHARS: what one request may cost everyone else is bounded."""
-    total, limit = sum(len(x) if isinstance(x, str) else sum(map(len, x)) for x in items), LIMITS[model]
-    if total <= limit:
+    """413 for a request over SENPOS_MAX_REQUEST_CHARS."""
+    if (message := over_request_limit(items, model)) is None:
         return None
     ctx.response.status_code = 413  # BentoML sets a returned response's status from the context's
-    return json_response({"error": f"the request has {total} characters in all; the limit is {limit} "
-                                   f"(SENPOS_MAX_REQUEST_CHARS): split it into smaller requests"}, 413)
+    return json_response({"error": message}, 413)
 
 
 def current() -> Senpos:
@@ -172,18 +176,21 @@ async def info(request: Request) -> Response:
 # What @bentoml.service made of the class, for the type checker (mypy keeps the class itself: python/mypy#3135).
 SERVICE = cast("bentoml.Service[Senpos]", Senpos)
 SERVICE.add_asgi_middleware(RebalanceMiddleware, every=SETTINGS.keepalive_requests)
-SERVICE.add_asgi_middleware(JsonOnlyMiddleware)
+SERVICE.add_asgi_middleware(JsonOnlyMiddleware, binary=frozenset(infer_paths(OIP_VERSIONS)))
 SERVICE.add_asgi_middleware(BodyLimitMiddleware, max_bytes=SETTINGS.max_body_bytes)
 SERVICE.add_asgi_middleware(RetryAfterMiddleware, seconds=1)
 SERVICE.add_asgi_middleware(GZipMiddleware, minimum_size=4096, compresslevel=5)
 serve_docs(Senpos)
 add_route(Senpos, "/info", info, methods=["GET"])
+add_route(Senpos, "/v2", server_metadata_route, methods=["GET"])
 describe_openapi(Senpos, describe)
 on_invalid_input(Senpos, invalid_input)
+SERVICE.mount_asgi_app(oip_app(current, OIP_VERSIONS), path="/v2", name="oip")  # KServe V2, beside the native API
 SERVICE.mount_asgi_app(page_app(), path="/", name="page")  # the web page; BentoML's Swagger index is at /docs
 plain_json_outputs(Senpos)
 put_in_front(Senpos, lambda app: AccessMiddleware(ShedLoadMiddleware(app, doors=lambda: current().doors),
                                                   keys=SETTINGS.api_keys,
                                                   origins=SETTINGS.cors_origins,
-                                                  protected=("/sentiment", "/pos-tag", "/info"),
+                                                  protected=("/sentiment", "/pos-tag", "/info",
+                                                             *protected_paths(OIP_VERSIONS)),
                                                   routes=KnownRoutes(app.routes).check))

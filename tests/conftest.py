@@ -67,8 +67,8 @@ def server_url(request):
 # - server: starts a real `bentoml serve` (bench/harness.py), or runs what does (the benchmark smoke runs);
 # - slow: trains, builds or installs for more than a few seconds;
 # - unit: the rest, in-process (stub servers from tests/loopback.py included).
-SERVER_MODULES = {"test_api_surface", "test_bench_smoke", "test_bento", "test_overload", "test_page", "test_service",
-                  "test_serving_core"}
+SERVER_MODULES = {"test_api_surface", "test_bench_smoke", "test_bento", "test_oip", "test_overload", "test_page",
+                  "test_service", "test_serving_core"}
 STARTS_A_SERVER = {"running_server", "server_process", "started"}  # bench.harness's
 # Each of these takes seconds (pytest --durations says which): training runs, export parity, the shipped taggers.
 SLOW_MODULES = {"test_pos_model", "test_pos_optimize", "test_pos_segmenter", "test_sentiment_model",

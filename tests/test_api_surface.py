@@ -104,7 +104,13 @@ def test_api_keys_guard_the_api_and_leave_probes_open(keyed):
             assert keyed.post(route, json=body, headers={"authorization": f"Bearer {key}"}).status_code == 200
     assert keyed.get("/info").status_code == 401
     assert keyed.get("/info", headers={"authorization": "bearer key-two"}).json()["version"] == senpos.__version__
-    for probe in ("/livez", "/readyz", "/metrics", "/docs.json"):
+    oip = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["good"]}]}
+    for route in ("/v2", "/v2/models/sentiment", "/v2/models/pos/ready"):
+        assert keyed.get(route).status_code == 401, route
+    assert keyed.post("/v2/models/sentiment/infer", json=oip).status_code == 401
+    assert keyed.post("/v2/models/sentiment/infer", json=oip, headers={"authorization": "Bearer key-one"}
+                      ).status_code == 200
+    for probe in ("/livez", "/readyz", "/metrics", "/docs.json", "/v2/health/live", "/v2/health/ready"):
         assert keyed.get(probe).status_code == 200, probe
 
 
