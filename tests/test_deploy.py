@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import importlib.util
 import json
 import re
@@ -10,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jsonschema
 import pytest
 import yaml
 
@@ -211,3 +213,44 @@ def test_kubernetes_manifests_validate(manifest):
         assert "nvidia.com/gpu" not in api["resources"]["limits"]
         assert models["resources"]["limits"]["nvidia.com/gpu"] == "1"
         assert models["command"][-3:] == ["service.service:SenposModels", "--port", "3000"]
+
+
+def strict(schema):
+    """A CRD schema in which an object's unknown field is an error (a cluster prunes it silently)."""
+    if isinstance(schema, list):
+        return [strict(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: strict(v) for k, v in schema.items()}
+    if ("properties" in schema and "additionalProperties" not in schema
+            and not schema.get("x-kubernetes-preserve-unknown-fields")):
+        out["additionalProperties"] = False
+    return out
+
+
+KSERVE = {"ServingRuntime": "kserve-servingruntime-v1alpha1", "InferenceService": "kserve-inferenceservice-v1beta1"}
+
+
+def kserve_schema(kind: str) -> jsonschema.Draft7Validator:
+    with gzip.open(REPO / "deploy" / "schemas" / f"{KSERVE[kind]}.json.gz") as f:
+        return jsonschema.Draft7Validator(strict(json.load(f)))  # not checked against the metaschema: 20 s
+
+
+def test_kserve_runtime_and_inference_service_match_kserves_crds():
+    docs = [d for d in yaml.safe_load_all((REPO / "deploy" / "k8s" / "kserve" / "senpos.yaml").read_text()) if d]
+    assert [d["kind"] for d in docs] == ["ServingRuntime", "InferenceService"]
+    for doc in docs:
+        kserve_schema(doc["kind"]).validate(doc)
+    runtime, service = docs
+    assert runtime["spec"]["protocolVersions"] == ["v2"]
+    container = runtime["spec"]["containers"][0]
+    assert container["args"][:3] == ["bentoml", "serve", "service.service:Senpos"]
+    port = container["ports"][0]["containerPort"]
+    assert container["args"][-2:] == ["--port", str(port)] and port == 8080  # where KServe sends HTTP
+    assert container["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": port}
+    model = service["spec"]["predictor"]["model"]
+    assert model["runtime"] == runtime["metadata"]["name"] and model["protocolVersion"] == "v2"
+    assert model["modelFormat"]["name"] in {f["name"] for f in runtime["spec"]["supportedModelFormats"]}
+    broken = {**service, "spec": {"predictor": {**service["spec"]["predictor"], "replicas": 3}}}
+    with pytest.raises(jsonschema.ValidationError):  # the strictness is real: a misspelt field fails
+        kserve_schema("InferenceService").validate(broken)
