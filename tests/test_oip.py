@@ -153,3 +153,24 @@ def test_binary_framing_errors_are_400(http):
     assert http.post("/sentiment", content=b"{}", headers={"content-type": "application/octet-stream"}
                      ).status_code == 415
     assert http.post(path, content=content, headers=headers).status_code == 200
+
+
+def test_metrics_count_the_infer_paths_and_no_name_anyone_sends(http, client):
+    def batches() -> float:
+        lines = http.get("/metrics").text.splitlines()
+        return sum(float(line.split()[-1]) for line in lines
+                   if line.startswith("senpos_batch_size_count") and 'endpoint="sentiment"' in line)
+
+    client.infer("sentiment", [texts_input(REVIEWS)])
+    for path in ("/v2/models/nope/infer", "/v2/models/sentiment/versions/nope/infer", "/v2/models/nope"):
+        http.post(path, json={})  # every label set the server will ever have for these
+        http.get(path)
+    before, counted = http.get("/metrics").text.splitlines(), batches()
+    client.infer("sentiment", [texts_input(REVIEWS)])
+    assert batches() > counted  # the model work went through senpos's own queue and its metrics
+    metrics = http.get("/metrics").text
+    assert 'endpoint="/v2/models/sentiment/infer"' in metrics
+    for name in ("a", "b" * 40, "sentiment-large"):
+        assert http.post(f"/v2/models/{name}/infer", json={}).status_code == 404
+        assert http.post(f"/v2/models/sentiment/versions/{name}/infer", json={}).status_code == 404
+    assert len(http.get("/metrics").text.splitlines()) == len(before)
