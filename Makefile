@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 INSTALL := $(PIP) install -q -c constraints.txt $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
 
-.PHONY: serve check test lint browser bench stress lock clean models-import bento test-container
+.PHONY: serve check test lint browser bench stress lock clean models-import bento test-container test-split
 RAY := .venv-ray/bin/python
 
 $(BIN)/python:
@@ -39,6 +39,11 @@ bento: models-import
 # starts and stops its own dockerd; scripts/test-container.sh says what it checks). CI runs it after make test.
 test-container:
 	scripts/test-container.sh
+
+# The split topology in containers (docker-compose.split.yml) with Compose and on a one-node swarm: batching across
+# API replicas, a killed model container, a rolling update under load (scripts/test-split.sh). CI runs it too.
+test-split:
+	scripts/test-split.sh
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

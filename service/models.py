@@ -144,7 +144,7 @@ class RemoteModels:
 
     async def ready(self) -> bool:
         try:
-            await self.client.connect(timeout_s=2)  # a probe reconnects a worker that lost the model process
+            await self.client.connect()  # a probe reconnects a worker that lost the model process
         except Exception:
             return False
         return True

@@ -145,7 +145,7 @@ def test_bentofiles(name, requirements):
     assert {"service/**/*.py", "service/static/*"} <= set(bento["include"])
 
 
-@pytest.mark.parametrize("name", ["docker-compose.yml", "docker-compose.gpu.yml"])
+@pytest.mark.parametrize("name", ["docker-compose.yml", "docker-compose.gpu.yml", "docker-compose.split.yml"])
 def test_compose_files_match_the_compose_spec(name):
     import jsonschema
 
@@ -169,6 +169,23 @@ def test_compose_files_suit_compose_v1_too(name):
     doc = yaml.safe_load((REPO / name).read_text())
     top_level = {k for k in doc if not k.startswith("x-")}
     assert top_level <= {"services", "volumes", "networks", "secrets", "configs"}
+
+
+def test_split_compose_file_is_the_split_layout_behind_one_gateway():
+    """docker-compose.split.yml: what scripts/test-split.sh runs, checked in every clone."""
+    services = yaml.safe_load((REPO / "docker-compose.split.yml").read_text())["services"]
+    models, api, gateway = services["models"], services["api"], services["gateway"]
+    assert models["command"][-3:] == ["service.service:SenposModels", "--port", "3000"]
+    port = models["environment"]["SENPOS_MODEL_ADDRESS"].rpartition(":")[2]
+    assert api["environment"]["SENPOS_LAYOUT"] == "split"
+    assert api["environment"]["SENPOS_MODEL_ADDRESS"] == f"tcp://models:{port}"
+    assert "readyz" in " ".join(models["healthcheck"]["test"]) and "livez" in " ".join(api["healthcheck"]["test"])
+    assert api["deploy"]["update_config"]["order"] == "start-first"
+    assert {s["deploy"]["endpoint_mode"] for s in (models, api)} == {"dnsrr"}  # swarm's VIPs need IPVS
+    assert "ports" not in models and "ports" not in api  # only the gateway is published
+    config = (REPO / "deploy" / "haproxy" / "haproxy.cfg").read_text()
+    assert "server-template api" in config and "api:3000" in config and "GET /readyz" in config
+    assert gateway["configs"][0]["target"] == "/usr/local/etc/haproxy/haproxy.cfg"
 
 
 def test_compose_takes_the_api_key_from_the_host_not_from_the_file():

@@ -24,6 +24,9 @@ from service.units import BYTES_PER_STEP, Pricing, Unit
 log = logging.getLogger("senpos.split.client")
 
 
+HELLO_TIMEOUT_S = 5.0  # a model process that accepted the connection but is busy gets longer to say hello
+
+
 class ModelServerUnavailable(BentoMLException):
     error_code = HTTPStatus.SERVICE_UNAVAILABLE
 
@@ -44,8 +47,10 @@ class ModelClient:
     def connected(self) -> bool:
         return self._writer is not None and not self._writer.is_closing()
 
-    async def connect(self, timeout_s: float = 5.0) -> None:
-        """Connect (once, shared by concurrent callers) and read the server's hello."""
+    async def connect(self, timeout_s: float = 1.0) -> None:
+        """Connect (once, shared by concurrent callers) and read the server's hello. `timeout_s` bounds how long
+        requests wait for a model process that went away without a word (its host gone: no refusal comes back)
+        before they are answered 503; between machines on one network a connection takes milliseconds."""
         if self.connected:
             return
         if self._connecting is None or self._connecting.done():
@@ -55,7 +60,7 @@ class ModelClient:
     async def _connect(self, timeout_s: float) -> None:
         try:
             reader, writer = await asyncio.wait_for(open_connection(self.address), timeout_s)
-            header, _ = await asyncio.wait_for(read_frame(reader), timeout_s)
+            header, _ = await asyncio.wait_for(read_frame(reader), max(timeout_s, HELLO_TIMEOUT_S))
         except (TimeoutError, OSError, asyncio.IncompleteReadError) as e:
             raise ModelServerUnavailable(f"the model server at {self.address} is not reachable ({e!r}); "
                                          "retry later") from None
