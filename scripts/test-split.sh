@@ -41,10 +41,7 @@ cleanup() {
         fi
         [[ -n $STARTED_SWARM ]] && docker swarm leave --force >/dev/null 2>&1 && say "left the swarm it started"
     fi
-    stop_dockerd
-    rm -rf "$TMP"
-    ((rc == 0)) && say "PASS in $((SECONDS - T0)) s" || say "failed (exit $rc) after $((SECONDS - T0)) s"
-    exit "$rc"
+    finish "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -103,15 +100,10 @@ start_dockerd
 ensure_base_image
 ensure_gateway_image
 
-SENPOS_HOST_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-SENPOS_API_KEY=test-key-$RANDOM$RANDOM
-export SENPOS_HOST_PORT SENPOS_API_KEY
+export_port_and_key
 compose config -q || fail "docker compose rejects docker-compose.split.yml"
 
-say "building the image (docker compose build)"
-t=$SECONDS
-compose build models >"$TMP/build.log" 2>&1 || { tail -30 "$TMP/build.log"; fail "image build failed"; }
-say "image built in $((SECONDS - t)) s"
+build_image models
 
 # ---- Compose ----
 say "Compose: up --wait (gateway on port $SENPOS_HOST_PORT)"

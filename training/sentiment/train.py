@@ -62,6 +62,7 @@ class TrainConfig:
     unsup_per_epoch: int = 0  # unlabelled reviews (a fresh sample each epoch) with a teacher's soft targets
     pseudo_labels: str = "unsup.npz"  # where pseudo_label.py wrote them, in the prepared directory
     adversarial: float = 0.0  # 0 = off; else each batch also learns from adversarial_embeddings(..., epsilon)
+    select_short: bool = False  # pick the epoch by the mean of select-review and short-select accuracy (the ship rule)
 
 
 def collate(seqs: list[np.ndarray], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -143,7 +144,7 @@ def train(prepared_dir: Path, run_dir: Path, cfg: TrainConfig) -> dict:
         return xs, np.concatenate(ys)
 
     def short_select_accuracy() -> float | None:
-        """Watched, not selected on: selection stays on the select reviews."""
+        """Watched; selected on as well with `select_short`."""
         rows = [r for r in load_short_texts("eval") if r.get("part") == "select"] if SHORT_EVAL.exists() else []
         if not rows:
             return None
@@ -188,10 +189,12 @@ def train(prepared_dir: Path, run_dir: Path, cfg: TrainConfig) -> dict:
         history[-1]["short_select_accuracy"] = short_select_accuracy()
         log.info("epoch %d: train loss %.4f, val loss %.4f, val acc %.4f, short texts %s (%.0fs)", epoch,
                  total / seen, val_loss, val_acc, history[-1].get("short_select_accuracy"), time.time() - t0)
-        if selection.update(val_acc, {"model_config": asdict(mcfg), "train_config": asdict(cfg),
-                                      "state_dict": model.state_dict()}, model, opt):
+        short = history[-1]["short_select_accuracy"]
+        history[-1]["selection_score"] = (val_acc + short) / 2 if cfg.select_short and short is not None else val_acc
+        if selection.update(history[-1]["selection_score"], {"model_config": asdict(mcfg), "train_config": asdict(cfg),
+                                                             "state_dict": model.state_dict()}, model, opt):
             break
-    best_epoch = max(history, key=lambda h: h["val_accuracy"])
+    best_epoch = max(history, key=lambda h: h["selection_score"])
     metrics = {"val_accuracy": best_epoch["val_accuracy"], "best_epoch": best_epoch["epoch"],
                "parameters": n_params, "device": str(device), "train_reviews": len(train_x),
                "val_reviews": len(val_x), "config": asdict(cfg), "history": history}
