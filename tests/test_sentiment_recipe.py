@@ -44,8 +44,9 @@ def test_the_short_text_set_is_split_once_into_balanced_select_and_report_parts(
     for part in ("select", "report"):
         labels = [r["label"] for r in rows if r["part"] == part]
         assert len(labels) >= 150 and abs(np.mean(labels) - 0.5) < 0.05
-    texts = {r["text"].lower() for r in load_short_texts("train")}
-    assert not texts & {r["text"].lower() for r in rows}, "a training text is in the evaluation set"
+    for name in ("train", "train_next"):
+        texts = {r["text"].lower() for r in load_short_texts(name)}
+        assert not texts & {r["text"].lower() for r in rows}, f"a text of {name}.jsonl is in the evaluation set"
     again = assign_parts([{k: v for k, v in r.items() if k != "part"} for r in rows])
     assert [r["part"] for r in again] == [r["part"] for r in rows], "parts are not what assign_parts gives"
 
