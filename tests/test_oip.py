@@ -174,3 +174,38 @@ def test_metrics_count_the_infer_paths_and_no_name_anyone_sends(http, client):
         assert http.post(f"/v2/models/{name}/infer", json={}).status_code == 404
         assert http.post(f"/v2/models/sentiment/versions/{name}/infer", json={}).status_code == 404
     assert len(http.get("/metrics").text.splitlines()) == len(before)
+
+
+def test_malformed_requests_are_4xx_never_5xx(http):
+    """Seeded random damage to a valid request, JSON and binary: every answer is 200 or a 4xx with an error."""
+    import random
+
+    rng = random.Random(7)
+    junk = [None, True, -1, 2**40, 1.5, "", "x", [], {}, [[["deep"]]], {"name": "text"}, ["a", 1], "\ud800"]
+    valid = body([text_tensor(["good", "bad"])], outputs=[{"name": "score"}], parameters={"binary_data_output": True})
+    statuses = set()
+    for _ in range(150):
+        payload = json.loads(json.dumps(valid))
+        spot = rng.choice(["root", "inputs", "tensor", "outputs", "parameters"])
+        value = rng.choice(junk)
+        if spot == "root":
+            payload = value if rng.random() < 0.5 else {**payload, rng.choice(["inputs", "outputs", "id"]): value}
+        elif spot == "inputs":
+            payload["inputs"] = value if rng.random() < 0.5 else [*payload["inputs"], value]
+        elif spot == "tensor":
+            payload["inputs"][0][rng.choice(["name", "datatype", "shape", "data", "parameters"])] = value
+        elif spot == "outputs":
+            payload["outputs"] = value if rng.random() < 0.5 else [value]
+        else:
+            payload["parameters"] = value if rng.random() < 0.5 else {"binary_data_output": value}
+        content = json.dumps(payload).encode()
+        headers = {"content-type": "application/json"}
+        if rng.random() < 0.3:  # a binary framing with a header length anywhere in or past the body
+            headers = {"content-type": "application/octet-stream",
+                       "inference-header-content-length": str(rng.randint(0, len(content) + 5))}
+            content += bytes(rng.randrange(256) for _ in range(rng.randint(0, 12)))
+        answer = http.post("/v2/models/sentiment/infer", content=content, headers=headers)
+        statuses.add(answer.status_code)
+        assert answer.status_code == 200 or (400 <= answer.status_code < 500 and answer.json()["error"]), (
+            payload, headers, answer.status_code, answer.text[:300])
+    assert {200, 400} <= statuses  # some damage was harmless (an ignored field), most was not
